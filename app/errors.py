@@ -1,0 +1,227 @@
+"""One exception tree for the gateway and the one JSON error shape it renders to.
+
+Deep layers raise these, never ``HTTPException``; :func:`install_error_handlers` turns every
+error, including validation errors and anything unexpected, into
+``{"error": "<stable_code>", "error_description": "<for a human>"}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("app.errors")
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway answers with; subclasses fix status and code."""
+
+    status_code: int = 500
+    code: str = "server_error"
+    description: str = "The gateway failed to handle the request."
+
+    def __init__(
+        self,
+        description: str | None = None,
+        *,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        details: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.description = description or type(self).description
+        if code is not None:
+            self.code = code
+        self.headers: dict[str, str] = dict(headers or {})
+        self.details = list(details) if details is not None else None
+        super().__init__(self.description)
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body of the one error shape."""
+        payload: dict[str, Any] = {"error": self.code, "error_description": self.description}
+        if self.details is not None:
+            payload["details"] = self.details
+        return payload
+
+
+class BadRequest(GatewayError):
+    """The request is malformed (400)."""
+
+    status_code = 400
+    code = "invalid_request"
+    description = "The request is malformed."
+
+
+class Unauthorized(GatewayError):
+    """No usable credentials (401); carries an RFC 6750 ``WWW-Authenticate`` challenge."""
+
+    status_code = 401
+    code = "invalid_token"
+    description = "The access token is missing, invalid, expired or revoked."
+
+    def __init__(
+        self,
+        description: str | None = None,
+        *,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(description, code=code, headers=headers)
+        self.headers.setdefault("WWW-Authenticate", bearer_challenge(self.code, self.description))
+
+
+class InvalidCredentials(Unauthorized):
+    """The username or password is wrong (401)."""
+
+    code = "invalid_grant"
+    description = "Wrong username or password."
+
+
+class Forbidden(GatewayError):
+    """Authenticated but not allowed (403)."""
+
+    status_code = 403
+    code = "access_denied"
+    description = "You are not allowed to do this."
+
+
+class InsufficientScope(Forbidden):
+    """The token lacks a permission the route needs (403, RFC 6750 ``insufficient_scope``)."""
+
+    code = "insufficient_scope"
+
+    def __init__(self, required: Sequence[str]) -> None:
+        scope = " ".join(required)
+        super().__init__(
+            f"This route needs the permission(s): {scope}.",
+            headers={
+                "WWW-Authenticate": (
+                    f'Bearer error="insufficient_scope", scope="{scope}", '
+                    f'error_description="The access token lacks a required permission"'
+                )
+            },
+        )
+
+
+class NotFound(GatewayError):
+    """No such resource (404)."""
+
+    status_code = 404
+    code = "not_found"
+    description = "No such resource."
+
+
+class Conflict(GatewayError):
+    """The resource already exists or changed (409)."""
+
+    status_code = 409
+    code = "conflict"
+    description = "The request conflicts with the current state of the resource."
+
+
+class RateLimited(GatewayError):
+    """Too many requests (429), with ``Retry-After``."""
+
+    status_code = 429
+    code = "too_many_requests"
+    description = "Too many requests; try again later."
+
+    def __init__(
+        self, description: str | None = None, *, code: str | None = None, retry_after: int = 60
+    ) -> None:
+        super().__init__(
+            description, code=code, headers={"Retry-After": str(max(1, int(retry_after)))}
+        )
+
+
+class UpstreamMisconfigured(GatewayError):
+    """Auth0 refused the gateway itself (bad client secret, grant not enabled): 502."""
+
+    status_code = 502
+    code = "upstream_misconfigured"
+    description = "The identity provider refused the gateway's configuration; operators are told."
+
+
+class UpstreamUnavailable(GatewayError):
+    """Auth0 timed out, failed or could not be reached (503), with ``Retry-After``."""
+
+    status_code = 503
+    code = "upstream_unavailable"
+    description = "The identity provider is unavailable; try again shortly."
+
+    def __init__(self, description: str | None = None, *, retry_after: int = 5) -> None:
+        super().__init__(description, headers={"Retry-After": str(max(1, int(retry_after)))})
+
+
+def bearer_challenge(error: str, description: str) -> str:
+    """An RFC 6750 challenge; the description never carries a token."""
+    safe = description.replace('"', "'")
+    return f'Bearer realm="venue-gateway", error="{error}", error_description="{safe}"'
+
+
+_STATUS_CODES: dict[int, str] = {
+    400: "invalid_request",
+    401: "invalid_token",
+    403: "access_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    412: "precondition_failed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    428: "precondition_required",
+    429: "too_many_requests",
+}
+
+
+def error_response(error: GatewayError) -> JSONResponse:
+    """Render an error in the one shape."""
+    return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
+
+
+async def _on_gateway_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, GatewayError)  # noqa: S101 - registered for this class only
+    if exc.status_code >= 500:
+        log.warning("answered %s %s", exc.status_code, exc.code)
+    return error_response(exc)
+
+
+async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101
+    details = [
+        {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", "")), "type": err.get("type")}
+        for err in exc.errors()
+    ]
+    error = GatewayError(
+        "The request body or parameters are invalid.", code="invalid_request", details=details
+    )
+    error.status_code = 422
+    return error_response(error)
+
+
+async def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101
+    error = GatewayError(str(exc.detail), code=_STATUS_CODES.get(exc.status_code, "http_error"))
+    error.status_code = exc.status_code
+    error.headers = dict(exc.headers or {})
+    return error_response(error)
+
+
+async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error: %s", type(exc).__name__)
+    return error_response(GatewayError())
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every error of ``app`` answer in the one JSON shape."""
+    app.add_exception_handler(GatewayError, _on_gateway_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)

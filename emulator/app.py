@@ -1,0 +1,18 @@
+"""The emulator's ASGI application: one tenant served over HTTP."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from emulator import authentication, control, management
+from emulator.state import Tenant
+
+
+def create_emulator_app(tenant: Tenant) -> FastAPI:
+    """Serve ``tenant``'s Authentication API, Management API and ``/__emulator/`` controls."""
+    app = FastAPI(title="Auth0 emulator", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.tenant = tenant
+    app.include_router(authentication.router)
+    app.include_router(management.router)
+    app.include_router(control.router)
+    return app

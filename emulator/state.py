@@ -1,0 +1,591 @@
+"""The emulator's tenant: its configuration and everything it remembers, in memory.
+
+A :class:`Tenant` is loaded from a JSON tenant file (format in the README, demo in
+``demo_tenant.json``) and owns the signing keys, the clock, the refresh-token families and the
+counters behind the rate limits and brute-force protection. The HTTP layers
+(:mod:`emulator.authentication`, :mod:`emulator.management`, :mod:`emulator.control`) only read
+and change it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerifyMismatchError
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+PASSWORD_REALM_GRANT = "http://auth0.com/oauth/grant-type/password-realm"
+MANAGEMENT_SCOPES = [
+    "read:users",
+    "create:users",
+    "update:users",
+    "delete:users",
+    "read:roles",
+    "read:clients",
+    "create:clients",
+    "update:clients",
+    "delete:clients",
+    "read:client_grants",
+    "create:client_grants",
+    "update:client_grants",
+    "delete:client_grants",
+    "read:resource_servers",
+    "create:resource_servers",
+    "update:resource_servers",
+    "delete:resource_servers",
+    "read:tenant_settings",
+    "update:tenant_settings",
+]
+
+# Cheap parameters: the emulator hashes for realism, not for resistance to offline attack.
+_hasher = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
+
+
+def iso_utc(ts: float) -> str:
+    """Auth0's timestamp format: ISO-8601 with milliseconds and ``Z``."""
+    moment = datetime.fromtimestamp(ts, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def hash_password(password: str) -> str:
+    """Hash a password for storage."""
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """True when ``password`` matches the stored hash."""
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, InvalidHashError):
+        return False
+
+
+@dataclass
+class SigningKey:
+    """One RSA key with its JWK (``kid``, ``x5t``, ``x5c``)."""
+
+    kid: str
+    private_key: rsa.RSAPrivateKey
+    jwk: dict[str, Any]
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        """Make a fresh 2048-bit key with a self-signed certificate, as Auth0 publishes."""
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "emulator.local")])
+        now = datetime.now(tz=UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=3650))
+            .sign(key, hashes.SHA256())
+        )
+        der = cert.public_bytes(serialization.Encoding.DER)
+        numbers = key.public_key().public_numbers()
+        kid = _b64url(hashlib.sha256(der).digest()[:16])
+        jwk = {
+            "kty": "RSA",
+            "use": "sig",
+            "alg": "RS256",
+            "n": _b64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
+            "e": _b64url(numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")),
+            "kid": kid,
+            "x5t": _b64url(hashlib.sha1(der, usedforsecurity=False).digest()),
+            "x5c": [base64.b64encode(der).decode()],
+        }
+        return cls(kid=kid, private_key=key, jwk=jwk)
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@dataclass
+class Connection:
+    """A database connection (strategy ``auth0``)."""
+
+    name: str
+    id: str = field(default_factory=lambda: "con_" + secrets.token_hex(8))
+    strategy: str = "auth0"
+    password_policy: str = "fair"  # none | low | fair | good | excellent, as Auth0 names them
+    requires_username: bool = False
+
+
+@dataclass
+class ResourceServer:
+    """An API (``audience``)."""
+
+    identifier: str
+    name: str
+    id: str = field(default_factory=lambda: secrets.token_hex(12))
+    scopes: list[dict[str, str]] = field(default_factory=list)
+    signing_alg: str = "RS256"
+    allow_offline_access: bool = False
+    token_lifetime: int = 86400
+    token_lifetime_for_web: int = 7200
+    enforce_policies: bool = False
+    token_dialect: str = "access_token"
+    skip_consent_for_verifiable_first_party_clients: bool = True
+    is_system: bool = False
+
+    @property
+    def scope_values(self) -> list[str]:
+        """The permission names this API defines."""
+        return [s["value"] for s in self.scopes]
+
+
+@dataclass
+class Client:
+    """An application."""
+
+    client_id: str
+    client_secret: str
+    name: str
+    app_type: str = "regular_web"
+    token_endpoint_auth_method: str = "client_secret_post"
+    grant_types: list[str] = field(default_factory=list)
+    is_token_endpoint_ip_header_trusted: bool = False
+    is_first_party: bool = True
+    oidc_conformant: bool = True
+    jwt_configuration: dict[str, Any] = field(
+        default_factory=lambda: {"alg": "RS256", "lifetime_in_seconds": 36000}
+    )
+    refresh_token: dict[str, Any] = field(
+        default_factory=lambda: {
+            "rotation_type": "non-rotating",
+            "expiration_type": "non-expiring",
+            "leeway": 0,
+            "token_lifetime": 2_592_000,
+            "infinite_token_lifetime": True,
+            "idle_token_lifetime": 1_296_000,
+            "infinite_idle_token_lifetime": True,
+        }
+    )
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rotates_refresh_tokens(self) -> bool:
+        """True when every exchange returns a new refresh token."""
+        return self.refresh_token.get("rotation_type") == "rotating"
+
+
+@dataclass
+class ClientGrant:
+    """Permission for a client to get ``client_credentials`` tokens for an audience."""
+
+    client_id: str
+    audience: str
+    scope: list[str]
+    id: str = field(default_factory=lambda: "cgr_" + secrets.token_hex(8))
+
+
+@dataclass
+class User:
+    """A user of a database connection."""
+
+    user_id: str
+    email: str
+    connection: str
+    password_hash: str
+    created_at: float
+    updated_at: float
+    email_verified: bool = False
+    username: str | None = None
+    name: str | None = None
+    nickname: str | None = None
+    given_name: str | None = None
+    family_name: str | None = None
+    picture: str | None = None
+    phone_number: str | None = None
+    blocked: bool = False
+    user_metadata: dict[str, Any] = field(default_factory=dict)
+    app_metadata: dict[str, Any] = field(default_factory=dict)
+    last_login: float | None = None
+    logins_count: int = 0
+    # (resource server identifier, permission name)
+    permissions: list[tuple[str, str]] = field(default_factory=list)
+    roles: list[dict[str, str]] = field(default_factory=list)
+
+    def permissions_for(self, audience: str) -> list[str]:
+        """The user's permissions on one API."""
+        return [name for api, name in self.permissions if api == audience]
+
+
+@dataclass
+class RefreshToken:
+    """One issued refresh token; a family shares ``family_id`` (one login's lineage)."""
+
+    token: str
+    family_id: str
+    client_id: str
+    user_id: str
+    audience: str | None
+    scope: str
+    issued_at: float
+    expires_at: float | None
+    idle_expires_at: float | None
+    rotating: bool
+    used_at: float | None = None
+    revoked: bool = False
+
+
+@dataclass
+class TokenBucket:
+    """A rate limit: ``burst`` tokens, refilled at ``per_second``; ``enabled`` off lets all in."""
+
+    burst: int
+    per_second: float
+    enabled: bool = True
+    _level: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def take(self, key: str, now: float) -> tuple[bool, int, int]:
+        """Spend one token for ``key``: (allowed, remaining, reset epoch seconds)."""
+        level, last = self._level.get(key, (float(self.burst), now))
+        level = min(float(self.burst), level + max(0.0, now - last) * self.per_second)
+        allowed = not self.enabled or level >= 1.0
+        if allowed and self.enabled:
+            level -= 1.0
+        self._level[key] = (level, now)
+        missing = float(self.burst) - level
+        reset = int(now + (missing / self.per_second if self.per_second > 0 else 0)) + 1
+        return allowed, int(level), reset
+
+    @property
+    def per_minute(self) -> int:
+        """The sustained rate as Auth0 states it in ``X-RateLimit-Limit``."""
+        return round(self.per_second * 60)
+
+
+@dataclass
+class Fault:
+    """Make the next ``count`` calls to ``path`` answer ``status`` after ``delay_ms``."""
+
+    path: str
+    status: int | None
+    count: int
+    delay_ms: int = 0
+
+
+@dataclass
+class TenantSettings:
+    """The tenant-wide settings of ``/api/v2/tenants/settings``."""
+
+    default_directory: str | None = None
+    default_audience: str | None = None
+    friendly_name: str = "Emulated tenant"
+    session_lifetime: int = 168
+    idle_session_lifetime: int = 72
+    flags: dict[str, bool] = field(
+        default_factory=lambda: {"revoke_refresh_token_grant": False, "remove_alg_from_jwks": False}
+    )
+
+
+class Tenant:
+    """One emulated Auth0 tenant, all in memory."""
+
+    def __init__(self, issuer: str) -> None:
+        if not issuer.endswith("/"):
+            issuer += "/"
+        self.issuer = issuer
+        self.settings = TenantSettings()
+        self.connections: dict[str, Connection] = {}
+        self.resource_servers: dict[str, ResourceServer] = {}  # by identifier
+        self.clients: dict[str, Client] = {}
+        self.client_grants: dict[str, ClientGrant] = {}
+        self.users: dict[str, User] = {}
+        self.refresh_tokens: dict[str, RefreshToken] = {}
+        self.opaque_tokens: dict[str, dict[str, Any]] = {}  # opaque access token -> claims
+        self.keys: list[SigningKey] = [SigningKey.generate()]
+        self.clock_offset_s = 0.0
+        self.faults: list[Fault] = []
+        self.requests: dict[str, int] = {}
+        self.grants: dict[str, int] = {}
+        self.brute_force_threshold = 10
+        self.failed_logins: dict[tuple[str, str], int] = {}  # (user_id, ip) -> consecutive
+        self.userinfo_limit = TokenBucket(burst=10, per_second=5 / 60)
+        self.management_limit = TokenBucket(burst=2, per_second=2.0)
+        self.resource_servers[self.management_audience] = ResourceServer(
+            identifier=self.management_audience,
+            name="Auth0 Management API",
+            scopes=[{"value": s, "description": s} for s in MANAGEMENT_SCOPES],
+            token_lifetime=86400,
+            is_system=True,
+        )
+
+    # -- time and keys -------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The emulator's clock (wall clock plus the offset set through ``/__emulator/clock``)."""
+        return time.time() + self.clock_offset_s
+
+    @property
+    def management_audience(self) -> str:
+        """``<issuer>api/v2/``."""
+        return f"{self.issuer}api/v2/"
+
+    @property
+    def userinfo_audience(self) -> str:
+        """``<issuer>userinfo``, added to ``aud`` when ``openid`` is granted."""
+        return f"{self.issuer}userinfo"
+
+    def rotate_keys(self) -> SigningKey:
+        """Sign with a new key from now on; older keys stay published in the JWKS."""
+        key = SigningKey.generate()
+        self.keys.insert(0, key)
+        return key
+
+    def jwks(self) -> dict[str, Any]:
+        """The published key set."""
+        drop_alg = self.settings.flags.get("remove_alg_from_jwks", False)
+        return {
+            "keys": [
+                {k: v for k, v in key.jwk.items() if not (drop_alg and k == "alg")}
+                for key in self.keys
+            ]
+        }
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        """An RS256 JWT signed with the current key."""
+        key = self.keys[0]
+        return jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid})
+
+    def verify(self, token: str, audience: str) -> dict[str, Any] | None:
+        """The claims of a JWT this tenant issued for ``audience``, or None when invalid."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            return None
+        key = next((k for k in self.keys if k.kid == header.get("kid")), None)
+        if key is None:
+            return None
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.private_key.public_key(),
+                algorithms=["RS256"],
+                audience=audience,
+                issuer=self.issuer,
+                options={"verify_exp": False},
+            )
+        except jwt.PyJWTError:
+            return None
+        if claims.get("exp", 0) <= self.now():
+            return None
+        return claims
+
+    # -- lookups -------------------------------------------------------------------------------
+
+    def user_by_email(self, connection: str, email: str) -> User | None:
+        """The user of ``connection`` with this email (or username), case-insensitive."""
+        wanted = email.casefold()
+        for user in self.users.values():
+            if user.connection == connection and wanted in {
+                user.email.casefold(),
+                (user.username or "").casefold(),
+            }:
+                return user
+        return None
+
+    def client_grant(self, client_id: str, audience: str) -> ClientGrant | None:
+        """The grant letting ``client_id`` call ``audience`` with client credentials."""
+        return next(
+            (
+                g
+                for g in self.client_grants.values()
+                if g.client_id == client_id and g.audience == audience
+            ),
+            None,
+        )
+
+    def add_user(self, *, email: str, password: str, connection: str, **fields: Any) -> User:
+        """Create a user with a hashed password."""
+        now = self.now()
+        user = User(
+            user_id=fields.pop("user_id", None) or f"auth0|{secrets.token_hex(12)}",
+            email=email,
+            connection=connection,
+            password_hash=hash_password(password),
+            created_at=now,
+            updated_at=now,
+            **fields,
+        )
+        user.name = user.name or email
+        user.nickname = user.nickname or email.split("@", 1)[0]
+        user.picture = user.picture or (
+            "https://s.gravatar.com/avatar/"
+            + hashlib.md5(email.casefold().encode(), usedforsecurity=False).hexdigest()
+            + "?s=480&r=pg&d=mp"
+        )
+        self.users[user.user_id] = user
+        return user
+
+    # -- refresh tokens ------------------------------------------------------------------------
+
+    def issue_refresh_token(
+        self,
+        *,
+        client: Client,
+        user_id: str,
+        audience: str | None,
+        scope: str,
+        family_id: str | None = None,
+        absolute_expiry: float | None = None,
+    ) -> RefreshToken:
+        """Mint a refresh token; a rotation keeps the family and its absolute expiry."""
+        policy = client.refresh_token
+        now = self.now()
+        if family_id is None:
+            family_id = uuid.uuid4().hex
+            if policy.get("infinite_token_lifetime", False):
+                absolute_expiry = None
+            else:
+                absolute_expiry = now + int(policy.get("token_lifetime", 2_592_000))
+        idle = (
+            None
+            if policy.get("infinite_idle_token_lifetime", False)
+            else now + int(policy.get("idle_token_lifetime", 2_592_000))
+        )
+        token = RefreshToken(
+            token="v1." + secrets.token_urlsafe(48),
+            family_id=family_id,
+            client_id=client.client_id,
+            user_id=user_id,
+            audience=audience,
+            scope=scope,
+            issued_at=now,
+            expires_at=absolute_expiry,
+            idle_expires_at=idle,
+            rotating=client.rotates_refresh_tokens,
+        )
+        self.refresh_tokens[token.token] = token
+        self._cap_refresh_tokens(client.client_id, user_id)
+        return token
+
+    def _cap_refresh_tokens(self, client_id: str, user_id: str, limit: int = 200) -> None:
+        live = [
+            t
+            for t in self.refresh_tokens.values()
+            if t.client_id == client_id and t.user_id == user_id and self.is_live(t)
+        ]
+        for old in sorted(live, key=lambda t: t.issued_at)[: max(0, len(live) - limit)]:
+            old.revoked = True
+
+    def is_live(self, token: RefreshToken) -> bool:
+        """Not revoked, not expired, and (when rotating) not already used."""
+        now = self.now()
+        if token.revoked:
+            return False
+        if token.expires_at is not None and now >= token.expires_at:
+            return False
+        if token.idle_expires_at is not None and now >= token.idle_expires_at:
+            return False
+        return token.used_at is None or not token.rotating
+
+    def revoke_family(self, family_id: str) -> None:
+        """Revoke every token of one lineage (reuse detection, or revocation of the grant)."""
+        for token in self.refresh_tokens.values():
+            if token.family_id == family_id:
+                token.revoked = True
+
+    def family_of(self, family_id: str) -> Iterable[RefreshToken]:
+        """Every token of one lineage, oldest first."""
+        return sorted(
+            (t for t in self.refresh_tokens.values() if t.family_id == family_id),
+            key=lambda t: t.issued_at,
+        )
+
+    # -- counters ------------------------------------------------------------------------------
+
+    def count_request(self, route: str) -> None:
+        """Count one request for ``GET /__emulator/stats``."""
+        self.requests[route] = self.requests.get(route, 0) + 1
+
+    def count_grant(self, grant: str) -> None:
+        """Count one successful token grant, by short name (``password``, ``refresh_token``)."""
+        self.grants[grant] = self.grants.get(grant, 0) + 1
+
+    # -- loading -------------------------------------------------------------------------------
+
+    @classmethod
+    def from_file(cls, path: Path | None, issuer: str) -> Tenant:
+        """Load a tenant file; ``None`` loads the demo tenant."""
+        if path is None:
+            text = resources.files("emulator").joinpath("demo_tenant.json").read_text()
+        else:
+            text = path.read_text()
+        return cls.from_dict(json.loads(text), issuer)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], issuer: str) -> Tenant:
+        """Build a tenant from the parsed tenant-file JSON; ``{issuer}`` expands anywhere."""
+        tenant = cls(issuer)
+        data = _expand_issuer(data, tenant.issuer)
+        settings = data.get("settings", {})
+        for name in ("default_directory", "default_audience", "friendly_name"):
+            if name in settings:
+                setattr(tenant.settings, name, settings[name])
+        tenant.settings.flags.update(settings.get("flags", {}))
+        limits = data.get("limits", {})
+        tenant.brute_force_threshold = int(limits.get("brute_force_threshold", 10))
+        tenant.userinfo_limit = TokenBucket(
+            burst=int(limits.get("userinfo_burst", 10)),
+            per_second=float(limits.get("userinfo_per_minute", 5)) / 60,
+            enabled=bool(limits.get("userinfo_enabled", True)),
+        )
+        tenant.management_limit = TokenBucket(
+            burst=int(limits.get("management_burst", 2)),
+            per_second=float(limits.get("management_per_second", 2)),
+            enabled=bool(limits.get("management_enabled", True)),
+        )
+        for raw in data.get("connections", []):
+            conn = Connection(**raw)
+            tenant.connections[conn.name] = conn
+        for raw in data.get("resource_servers", []):
+            api = ResourceServer(**raw)
+            tenant.resource_servers[api.identifier] = api
+        for raw in data.get("clients", []):
+            raw = dict(raw)
+            policy = raw.pop("refresh_token", None)
+            client = Client(**raw)
+            if policy:
+                client.refresh_token.update(policy)
+            tenant.clients[client.client_id] = client
+        for raw in data.get("client_grants", []):
+            grant = ClientGrant(**raw)
+            tenant.client_grants[grant.id] = grant
+        for raw in data.get("users", []):
+            raw = dict(raw)
+            perms = raw.pop("permissions", {})
+            user = tenant.add_user(**raw)
+            user.permissions = [(api, p) for api, names in perms.items() for p in names]
+        return tenant
+
+
+def _expand_issuer(value: Any, issuer: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("{issuer}", issuer)
+    if isinstance(value, list):
+        return [_expand_issuer(v, issuer) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand_issuer(v, issuer) for k, v in value.items()}
+    return value

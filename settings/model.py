@@ -1,0 +1,218 @@
+"""The settings model and the per-environment defaults."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from enum import StrEnum
+from typing import Annotated, Any, Self
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LOCAL_EMULATOR_URL = "http://127.0.0.1:8001"
+LOCAL_CLIENT_ID = "local-gateway"
+LOCAL_CLIENT_SECRET = "local-gateway-secret"  # noqa: S105 - the emulator's public demo secret
+LOCAL_AUDIENCE = "https://api.venues.local"
+DEFAULT_CONNECTION = "Username-Password-Authentication"
+
+
+class Environment(StrEnum):
+    """Where the gateway runs; each one has its own Auth0 tenant."""
+
+    LOCAL = "local"
+    DEV = "dev"
+    INT = "int"
+    PROD = "prod"
+
+
+def _split_list(value: Any) -> Any:
+    """Accept a JSON list or a comma-separated string for list settings."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class Auth0Settings(BaseModel):
+    """The tenant the gateway logs users in at, and the client it uses there."""
+
+    domain: str | None = Field(
+        default=None,
+        description="A bare tenant domain (acme-dev.auth0.com) or a full URL (http://127.0.0.1:8001).",
+    )
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    audience: str | None = None
+    connection: str = DEFAULT_CONNECTION
+    scope: str = "openid profile email offline_access"
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+    jwks_cache_s: float = Field(default=600.0, ge=0)
+    jwks_min_refetch_interval_s: float = Field(default=30.0, ge=0)
+    leeway_s: int = Field(default=10, ge=0, le=300)
+
+    @property
+    def base_url(self) -> str:
+        """The tenant's origin without a trailing slash (``https://acme-dev.auth0.com``)."""
+        if self.domain is None:
+            raise ValueError("GATEWAY_AUTH0__DOMAIN is not set")
+        if "://" in self.domain:
+            return self.domain.rstrip("/")
+        return f"https://{self.domain.strip('/')}"
+
+    @property
+    def issuer(self) -> str:
+        """The ``iss`` claim of the tenant's tokens: the origin with a trailing slash."""
+        return f"{self.base_url}/"
+
+    @property
+    def management_audience(self) -> str:
+        """The audience of the tenant's Management API."""
+        return f"{self.issuer}api/v2/"
+
+
+class CacheSettings(BaseModel):
+    """Where principals and sessions are cached."""
+
+    url: str = Field(default="memory://", description="memory:// or memcached://host:port")
+    namespace: str | None = Field(
+        default=None, description="Key prefix; defaults to vg-<environment>."
+    )
+    timeout_s: float = Field(default=0.25, gt=0, le=10)
+    pool_size: int = Field(default=32, ge=1, le=1024)
+    local_ttl_s: float = Field(default=5.0, ge=0, le=300)
+    local_max_entries: int = Field(default=10_000, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme not in {"memory", "memcached"}:
+            raise ValueError("cache url must be memory:// or memcached://host:port")
+        if scheme == "memcached" and not urlsplit(value).hostname:
+            raise ValueError("memcached url needs a host: memcached://host:port")
+        return value
+
+
+class SessionSettings(BaseModel):
+    """How refresh tokens are kept on the server."""
+
+    keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Fernet keys, newest first; older ones still decrypt (rotation).",
+    )
+    lifetime_s: int = Field(default=2_592_000, ge=60, le=31_557_600)
+    refresh_grace_s: int = Field(default=30, ge=0, le=300)
+
+    _split = field_validator("keys", mode="before")(_split_list)
+
+
+class DatabaseSettings(BaseModel):
+    """The venue database."""
+
+    url: str = "sqlite+aiosqlite:///./venue-gateway.db"
+
+
+class IntrospectionSettings(BaseModel):
+    """Internal services allowed to call ``POST /tokens/introspect`` (HTTP Basic)."""
+
+    clients: dict[str, SecretStr] = Field(default_factory=dict)
+
+
+class Settings(BaseSettings):
+    """Everything the gateway is configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    env: Environment = Environment.LOCAL
+    company: str | None = Field(
+        default=None, description="Names the tenants: https://<company>-<env>.auth0.com."
+    )
+    auth0: Auth0Settings = Field(default_factory=Auth0Settings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    session: SessionSettings = Field(default_factory=SessionSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    introspection: IntrospectionSettings = Field(default_factory=IntrospectionSettings)
+    trusted_proxies: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = (
+        Field(default_factory=list)
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    docs_enabled: bool | None = None
+    log_level: str = "INFO"
+
+    _split = field_validator("trusted_proxies", "cors_origins", mode="before")(_split_list)
+
+    @model_validator(mode="after")
+    def _environment_defaults(self) -> Self:
+        auth0 = self.auth0
+        if self.env is Environment.LOCAL:
+            auth0.domain = auth0.domain or LOCAL_EMULATOR_URL
+            auth0.client_id = auth0.client_id or LOCAL_CLIENT_ID
+            auth0.client_secret = auth0.client_secret or SecretStr(LOCAL_CLIENT_SECRET)
+            auth0.audience = auth0.audience or LOCAL_AUDIENCE
+        elif auth0.domain is None and self.company:
+            auth0.domain = f"{self.company}-{self.env.value}.auth0.com"
+        if self.cache.namespace is None:
+            self.cache.namespace = f"vg-{self.env.value}"
+        if self.docs_enabled is None:
+            self.docs_enabled = self.env is not Environment.PROD
+        if self.env is not Environment.LOCAL:
+            self._check_deployed()
+        return self
+
+    def _check_deployed(self) -> None:
+        auth0 = self.auth0
+        missing = [
+            name
+            for name, value in (
+                ("GATEWAY_AUTH0__DOMAIN (or GATEWAY_COMPANY)", auth0.domain),
+                ("GATEWAY_AUTH0__CLIENT_ID", auth0.client_id),
+                ("GATEWAY_AUTH0__CLIENT_SECRET", auth0.client_secret),
+                ("GATEWAY_AUTH0__AUDIENCE", auth0.audience),
+                ("GATEWAY_SESSION__KEYS", self.session.keys),
+            )
+            if not value
+        ]
+        if missing:
+            raise ValueError(f"{self.env.value} needs: {', '.join(missing)}")
+        parts = urlsplit(auth0.base_url)
+        if parts.scheme != "https":
+            raise ValueError(f"{self.env.value} refuses a plain-http Auth0 domain ({auth0.domain})")
+        if self.env is Environment.PROD and _is_loopback(parts.hostname or ""):
+            raise ValueError("prod refuses an Auth0 domain on a loopback address (the emulator)")
+
+    @property
+    def is_local(self) -> bool:
+        """True when the gateway runs against the emulator."""
+        return self.env is Environment.LOCAL
+
+    @property
+    def cache_namespace(self) -> str:
+        """The prefix of every cache key."""
+        return self.cache.namespace or f"vg-{self.env.value}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings from the environment (and ``GATEWAY_SECRETS_DIR``, when set)."""
+    secrets_dir = os.environ.get("GATEWAY_SECRETS_DIR")
+    if secrets_dir:
+        return Settings(_secrets_dir=secrets_dir, **overrides)
+    return Settings(**overrides)

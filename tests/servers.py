@@ -1,0 +1,120 @@
+"""Real servers for tests: uvicorn on a free loopback port, and a memcached process."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
+    """Block until something accepts connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s}s")
+
+
+class UvicornThread:
+    """Serve an ASGI app with uvicorn in a background thread, on 127.0.0.1:port."""
+
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> UvicornThread:
+        """Start serving and wait until the port accepts connections."""
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and wait for the thread."""
+        self.server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+class MemcachedProcess:
+    """A real memcached on 127.0.0.1, which tests may stop and start again on the same port."""
+
+    def __init__(self, port: int | None = None) -> None:
+        binary = shutil.which("memcached") or "/usr/bin/memcached"
+        self.binary = binary
+        self.port = port or free_port()
+        self.url = f"memcached://127.0.0.1:{self.port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> MemcachedProcess:
+        """Start memcached and wait for its port."""
+        self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            [
+                self.binary,
+                "-l",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "0",
+                "-m",
+                "64",
+                "-u",
+                "root",
+                "-c",
+                "1024",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        """Kill memcached (its data is gone)."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(timeout=5)
+            self._proc = None
+
+    def keys(self) -> list[str]:
+        """Every key memcached holds (``lru_crawler metadump all``)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+            sock.sendall(b"lru_crawler metadump all\r\n")
+            data = b""
+            while not data.endswith(b"END\r\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        keys = []
+        for line in data.decode().splitlines():
+            if line.startswith("key="):
+                from urllib.parse import unquote
+
+                keys.append(unquote(line.split(" ", 1)[0][4:]))
+        return keys
