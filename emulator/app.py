@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from emulator import authentication, control, management
+from emulator.middleware import EmulatorMiddleware
 from emulator.state import Tenant
 
 
@@ -15,4 +16,5 @@ def create_emulator_app(tenant: Tenant) -> FastAPI:
     app.include_router(authentication.router)
     app.include_router(management.router)
     app.include_router(control.router)
+    app.add_middleware(EmulatorMiddleware, tenant=tenant)
     return app

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import secrets
 import time
@@ -76,6 +77,39 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
+# OWASP's special characters, as Auth0's password-sheriff counts them.
+_SPECIAL_CHARACTERS = frozenset(" !\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+def password_meets_policy(policy: str, password: str) -> bool:
+    """Auth0's password strength levels (``none`` ... ``excellent``); unknown names mean none.
+
+    none: at least 1 character; low: 6; fair: 8 with lower case, upper case and digits;
+    good: 8 with 3 of lower/upper/digit/special; excellent: 10, as good, and no character
+    more than twice in a row.
+    """
+    min_length = {"low": 6, "fair": 8, "good": 8, "excellent": 10}.get(policy, 1)
+    if len(password) < min_length:
+        return False
+    kinds = [
+        any("a" <= c <= "z" for c in password),
+        any("A" <= c <= "Z" for c in password),
+        any("0" <= c <= "9" for c in password),
+        any(c in _SPECIAL_CHARACTERS for c in password),
+    ]
+    if policy == "fair" and not all(kinds[:3]):
+        return False
+    if policy in {"good", "excellent"} and sum(kinds) < 3:
+        return False
+    if policy == "excellent":
+        run = 1
+        for before, current in itertools.pairwise(password):
+            run = run + 1 if current == before else 1
+            if run > 2:
+                return False
+    return True
+
+
 @dataclass
 class SigningKey:
     """One RSA key with its JWK (``kid``, ``x5t``, ``x5c``)."""
@@ -130,6 +164,10 @@ class Connection:
     password_policy: str = "fair"  # none | low | fair | good | excellent, as Auth0 names them
     requires_username: bool = False
 
+    def accepts_password(self, password: str) -> bool:
+        """True when ``password`` satisfies this connection's password policy."""
+        return password_meets_policy(self.password_policy, password)
+
 
 @dataclass
 class ResourceServer:
@@ -147,6 +185,7 @@ class ResourceServer:
     token_dialect: str = "access_token"
     skip_consent_for_verifiable_first_party_clients: bool = True
     is_system: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)  # fields the emulator only echoes
 
     @property
     def scope_values(self) -> list[str]:
@@ -197,6 +236,7 @@ class ClientGrant:
     audience: str
     scope: list[str]
     id: str = field(default_factory=lambda: "cgr_" + secrets.token_hex(8))
+    extra: dict[str, Any] = field(default_factory=dict)  # fields the emulator only echoes
 
 
 @dataclass
@@ -225,6 +265,10 @@ class User:
     # (resource server identifier, permission name)
     permissions: list[tuple[str, str]] = field(default_factory=list)
     roles: list[dict[str, str]] = field(default_factory=list)
+    # Emulator-only switches, settable in the tenant file: a correct password then gets
+    # 403 mfa_required / 401 password_leaked instead of tokens.
+    mfa_required: bool = False
+    password_leaked: bool = False
 
     def permissions_for(self, audience: str) -> list[str]:
         """The user's permissions on one API."""
@@ -284,6 +328,8 @@ class Fault:
     status: int | None
     count: int
     delay_ms: int = 0
+    body: Any = None  # JSON body of the injected answer; None picks a default error body
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -298,6 +344,7 @@ class TenantSettings:
     flags: dict[str, bool] = field(
         default_factory=lambda: {"revoke_refresh_token_grant": False, "remove_alg_from_jwks": False}
     )
+    extra: dict[str, Any] = field(default_factory=dict)  # fields the emulator only echoes
 
 
 class Tenant:
@@ -371,13 +418,21 @@ class Tenant:
 
     def verify(self, token: str, audience: str) -> dict[str, Any] | None:
         """The claims of a JWT this tenant issued for ``audience``, or None when invalid."""
+        claims, _ = self.inspect_token(token, audience)
+        return claims
+
+    def inspect_token(self, token: str, audience: str) -> tuple[dict[str, Any] | None, str]:
+        """Like :meth:`verify`, with the reason of a refusal: ``"invalid"`` or ``"expired"``.
+
+        ``"expired"`` is only said of a token this tenant really signed for ``audience``.
+        """
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            return None
+            return None, "invalid"
         key = next((k for k in self.keys if k.kid == header.get("kid")), None)
         if key is None:
-            return None
+            return None, "invalid"
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -388,10 +443,10 @@ class Tenant:
                 options={"verify_exp": False},
             )
         except jwt.PyJWTError:
-            return None
+            return None, "invalid"
         if claims.get("exp", 0) <= self.now():
-            return None
-        return claims
+            return None, "expired"
+        return claims, ""
 
     # -- lookups -------------------------------------------------------------------------------
 
@@ -460,11 +515,6 @@ class Tenant:
                 absolute_expiry = None
             else:
                 absolute_expiry = now + int(policy.get("token_lifetime", 2_592_000))
-        idle = (
-            None
-            if policy.get("infinite_idle_token_lifetime", False)
-            else now + int(policy.get("idle_token_lifetime", 2_592_000))
-        )
         token = RefreshToken(
             token="v1." + secrets.token_urlsafe(48),
             family_id=family_id,
@@ -474,7 +524,7 @@ class Tenant:
             scope=scope,
             issued_at=now,
             expires_at=absolute_expiry,
-            idle_expires_at=idle,
+            idle_expires_at=_idle_expiry(policy, now),
             rotating=client.rotates_refresh_tokens,
         )
         self.refresh_tokens[token.token] = token
@@ -492,14 +542,21 @@ class Tenant:
 
     def is_live(self, token: RefreshToken) -> bool:
         """Not revoked, not expired, and (when rotating) not already used."""
-        now = self.now()
-        if token.revoked:
-            return False
-        if token.expires_at is not None and now >= token.expires_at:
-            return False
-        if token.idle_expires_at is not None and now >= token.idle_expires_at:
+        if token.revoked or self.refresh_token_expired(token):
             return False
         return token.used_at is None or not token.rotating
+
+    def refresh_token_expired(self, token: RefreshToken) -> bool:
+        """Past its absolute or its idle (inactivity) lifetime."""
+        now = self.now()
+        return any(
+            limit is not None and now >= limit
+            for limit in (token.expires_at, token.idle_expires_at)
+        )
+
+    def renew_refresh_token(self, token: RefreshToken, client: Client) -> None:
+        """Restart the idle lifetime after an exchange, under the client's current policy."""
+        token.idle_expires_at = _idle_expiry(client.refresh_token, self.now())
 
     def revoke_family(self, family_id: str) -> None:
         """Revoke every token of one lineage (reuse detection, or revocation of the grant)."""
@@ -579,6 +636,12 @@ class Tenant:
             user = tenant.add_user(**raw)
             user.permissions = [(api, p) for api, names in perms.items() for p in names]
         return tenant
+
+
+def _idle_expiry(policy: dict[str, Any], now: float) -> float | None:
+    if policy.get("infinite_idle_token_lifetime", False):
+        return None
+    return now + int(policy.get("idle_token_lifetime", 2_592_000))
 
 
 def _expand_issuer(value: Any, issuer: str) -> Any:
