@@ -225,3 +225,20 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected)
+
+
+class RefreshRejected(Unauthorized):
+    """Auth0 refused the stored refresh token (revoked, expired or reused): the session is over.
+
+    401 with the OAuth code ``invalid_grant`` (as for a missing session); the RFC 6750 challenge
+    says ``invalid_token``, the registered value that fits, so clients know to log in again.
+    """
+
+    code = "invalid_grant"
+    description = "The session has ended; log in again."
+
+    def __init__(self, description: str | None = None) -> None:
+        text = description or type(self).description
+        super().__init__(
+            text, headers={"WWW-Authenticate": bearer_challenge("invalid_token", text)}
+        )
