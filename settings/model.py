@@ -54,6 +54,16 @@ class Auth0Settings(BaseModel):
     jwks_cache_s: float = Field(default=600.0, ge=0)
     jwks_min_refetch_interval_s: float = Field(default=30.0, ge=0)
     leeway_s: int = Field(default=10, ge=0, le=300)
+    profile_ttl_s: int = Field(
+        default=3600, ge=0, description="How long a user's /userinfo profile is reused."
+    )
+    accept_opaque_tokens: bool = Field(
+        default=True, description="Validate opaque (/userinfo-only) tokens through /userinfo."
+    )
+    opaque_cache_s: int = Field(default=300, ge=1, le=3600)
+    lock_wait_s: float = Field(
+        default=2.0, ge=0, le=30, description="How long a worker waits for another's validation."
+    )
 
     @property
     def base_url(self) -> str:

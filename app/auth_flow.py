@@ -1,0 +1,203 @@
+"""Login, refresh and logout: the refresh token stays on the server, encrypted, at all times.
+
+- login: password-realm grant; the refresh token is stored under the access token's hash and
+  only ``{access_token, token_type, expires_in, scope}`` goes back.
+- refresh: the (possibly expired) access token finds the stored refresh token; one exchange per
+  token however many tabs ask at once (single flight in the process, a memcached lock and a
+  grace record across processes); the rotated refresh token replaces the old one under the new
+  access token's key, and the old key stops working for refresh once the grace runs out.
+- logout: revoke at Auth0, delete the session, deny the access token until its ``exp``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import jwt
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.cache import Cache, cache_key
+from app.clients.auth0 import Auth0AuthClient, TokenSet
+from app.clients.token_validator import TokenValidator
+from app.errors import RefreshRejected, Unauthorized, UpstreamMisconfigured, UpstreamUnavailable
+from app.principals import PrincipalResolver
+from app.sessions import Session, SessionStore
+from app.singleflight import SingleFlight
+
+log = logging.getLogger("app.auth_flow")
+
+_REFRESH_LOCK_TTL_S = 15
+_REFRESH_WAIT_S = 10.0
+
+
+class TokenResponse(BaseModel):
+    """What a client gets from login and refresh: never a refresh token, never an id token."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    access_token: str = Field(description="A short-lived bearer token for the API.")
+    token_type: str = Field(default="Bearer", examples=["Bearer"])
+    expires_in: int = Field(description="Seconds until the access token expires.", examples=[3600])
+    scope: str = Field(default="", examples=["openid profile email offline_access read:venues"])
+
+
+class AuthFlow:
+    """Orchestrates the Auth0 client, the session store and the principal cache."""
+
+    def __init__(
+        self,
+        *,
+        auth0: Auth0AuthClient,
+        validator: TokenValidator,
+        sessions: SessionStore,
+        resolver: PrincipalResolver,
+        cache: Cache,
+        namespace: str,
+        session_lifetime_s: int,
+        grace_s: int,
+    ) -> None:
+        self._auth0 = auth0
+        self._validator = validator
+        self._sessions = sessions
+        self._resolver = resolver
+        self._cache = cache
+        self._ns = namespace
+        self._lifetime_s = session_lifetime_s
+        self._grace_s = grace_s
+        self._refreshes: SingleFlight[TokenResponse] = SingleFlight()
+
+    async def login(self, username: str, password: str, *, client_ip: str | None) -> TokenResponse:
+        """Exchange a username and password for an access token; keep the refresh token."""
+        tokens = await self._auth0.password_login(username, password, forwarded_for=client_ip)
+        return await self._start_session(tokens, created_at=int(time.time()), expires_at=None)
+
+    async def refresh(self, access_token: str) -> TokenResponse:
+        """A new access token for an old one (expired or not) that has a session here."""
+        if self._validator.classify(access_token) != "jwt":
+            raise Unauthorized("The access token is malformed.")
+        # signature, issuer and audience still count; only expiry is forgiven
+        await self._validator.verify_jwt(access_token, allow_expired=True)
+        key = cache_key(self._ns, "refresh", access_token)
+        return await self._refreshes.run(key, lambda: self._refresh_once(access_token))
+
+    async def logout(self, access_token: str) -> None:
+        """End the session: revoke the refresh token, forget it, deny the access token."""
+        claims = await self._validator.verify_jwt(access_token, allow_expired=True)
+        session = await self._sessions.load(access_token)
+        if session is not None:
+            try:
+                await self._auth0.revoke(session.refresh_token.get_secret_value())
+            except (UpstreamUnavailable, UpstreamMisconfigured) as exc:
+                # the only copy is deleted below, so the refresh token is unreachable anyway
+                log.warning("refresh token revocation failed (%s); session deleted", exc.code)
+        until = int(claims.get("exp", time.time()))
+        await self._sessions.delete(access_token)
+        await self._sessions.mark_revoked(access_token, until)
+        await self._resolver.forget(access_token, until=until)
+
+    async def _refresh_once(self, old_token: str) -> TokenResponse:
+        answered = await self._grace_answer(old_token)
+        if answered is not None:
+            return answered
+        lock = cache_key(self._ns, "refresh-lock", old_token)
+        locked = await self._cache.add(lock, b"1", _REFRESH_LOCK_TTL_S)
+        if not locked:
+            answered = await self._wait_for_grace(old_token)
+            if answered is not None:
+                return answered
+            # the other worker failed or vanished; its lock is left to expire, never deleted here
+        try:
+            session = await self._sessions.load(old_token)
+            if session is None:
+                raise Unauthorized(
+                    "No session for this access token; log in again.", code="invalid_grant"
+                )
+            try:
+                tokens = await self._auth0.refresh(session.refresh_token.get_secret_value())
+            except RefreshRejected:
+                await self._sessions.delete(old_token)
+                raise
+            response = await self._start_session(
+                tokens,
+                created_at=session.created_at,
+                expires_at=session.expires_at,
+                previous=session,
+            )
+            await self._sessions.put_grace(
+                old_token, response.model_dump_json().encode(), self._grace_s
+            )
+            await self._sessions.delete(old_token)
+            return response
+        finally:
+            if locked:
+                await self._cache.delete(lock)
+
+    async def _grace_answer(self, old_token: str) -> TokenResponse | None:
+        raw = await self._sessions.get_grace(old_token)
+        if raw is None:
+            return None
+        return TokenResponse.model_validate_json(raw)
+
+    async def _wait_for_grace(self, old_token: str) -> TokenResponse | None:
+        deadline = time.monotonic() + _REFRESH_WAIT_S
+        delay = 0.01
+        while time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            answered = await self._grace_answer(old_token)
+            if answered is not None:
+                return answered
+            delay = min(delay * 2, 0.2)
+        return None
+
+    async def _start_session(
+        self,
+        tokens: TokenSet,
+        *,
+        created_at: int,
+        expires_at: int | None,
+        previous: Session | None = None,
+    ) -> TokenResponse:
+        refresh = tokens.refresh_token or (previous.refresh_token if previous else None)
+        if refresh is None:
+            log.error(
+                "Auth0 returned no refresh token: enable 'Allow Offline Access' on the API and "
+                "the refresh_token grant on the client, and request offline_access"
+            )
+            raise UpstreamMisconfigured()
+        claims = await self._validator.verify_jwt(tokens.access_token)
+        profile = (
+            _profile_from_id_token(tokens.id_token.get_secret_value()) if tokens.id_token else None
+        )
+        principal = self._validator.principal_from_claims(claims, profile)
+        now = int(time.time())
+        await self._sessions.save(
+            tokens.access_token,
+            Session(
+                refresh_token=refresh,
+                sub=principal.sub,
+                created_at=created_at,
+                expires_at=expires_at if expires_at is not None else now + self._lifetime_s,
+            ),
+        )
+        if profile is not None:
+            await self._resolver.remember_profile(principal.sub, profile)
+        await self._resolver.remember(tokens.access_token, principal)
+        return TokenResponse(
+            access_token=tokens.access_token,
+            token_type=tokens.token_type or "Bearer",
+            expires_in=tokens.expires_in,
+            scope=tokens.scope or " ".join(principal.scopes),
+        )
+
+
+def _profile_from_id_token(id_token: str) -> dict[str, Any] | None:
+    # OIDC Core 3.1.3.7: an ID token received directly from the token endpoint over TLS may be
+    # trusted without checking its signature; only its profile claims are read here.
+    try:
+        claims: dict[str, Any] = jwt.decode(id_token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    return {"email": claims.get("email"), "name": claims.get("name")}

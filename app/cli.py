@@ -1,0 +1,110 @@
+"""The ``gateway`` command: serve, dev, emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+cli = typer.Typer(
+    help="venue-gateway: Auth0 password login in front of the venue API.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+DEMO_USERS = (
+    ("admin@venues.local", "Admin-Passw0rd!", "every permission"),
+    ("viewer@venues.local", "Viewer-Passw0rd!", "read:venues"),
+)
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Serve the gateway under uvicorn; settings come from GATEWAY_* variables."""
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        # the gateway reads X-Forwarded-For itself, and only from GATEWAY_TRUSTED_PROXIES
+        proxy_headers=False,
+        timeout_graceful_shutdown=20,
+        log_level="info",
+    )
+
+
+@cli.command()
+def emulator(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8001,
+    tenant: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="Tenant JSON file.")
+    ] = None,
+    issuer: Annotated[
+        str | None, typer.Option(help="Issuer URL (default http://HOST:PORT/).")
+    ] = None,
+) -> None:
+    """Serve the local Auth0 emulator (the demo tenant unless --tenant is given)."""
+    from emulator.server import run
+
+    run(host, port, tenant, issuer)
+
+
+@cli.command()
+def dev(
+    port: Annotated[int, typer.Option(help="Gateway port.")] = 8000,
+    emulator_port: Annotated[int, typer.Option(help="Emulator port.")] = 8001,
+) -> None:
+    """Run the emulator with the demo tenant and the gateway against it (GATEWAY_ENV=local)."""
+    from app.main import create_app
+    from emulator.app import create_emulator_app
+    from emulator.state import Tenant
+    from settings import Environment, load_settings
+
+    emulator_url = f"http://127.0.0.1:{emulator_port}"
+    os.environ["GATEWAY_ENV"] = "local"
+    settings = load_settings(env=Environment.LOCAL)
+    settings.auth0.domain = emulator_url
+    tenant = Tenant.from_file(None, f"{emulator_url}/")
+    servers = [
+        uvicorn.Server(
+            uvicorn.Config(
+                create_emulator_app(tenant),
+                host="127.0.0.1",
+                port=emulator_port,
+                log_level="warning",
+            )
+        ),
+        uvicorn.Server(
+            uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="info")
+        ),
+    ]
+    gateway_url = f"http://127.0.0.1:{port}"
+    typer.echo(f"emulator (demo tenant)  {emulator_url}   issuer {emulator_url}/")
+    typer.echo(f"gateway                 {gateway_url}")
+    typer.echo(f"docs page               {gateway_url}/docs  (press Authorize and log in)")
+    for user, password, what in DEMO_USERS:
+        typer.echo(f"demo user               {user} / {password}  ({what})")
+    typer.echo(
+        f"try: curl -s {gateway_url}/auth/login -H 'content-type: application/json' "
+        f'-d \'{{"username":"viewer@venues.local","password":"Viewer-Passw0rd!"}}\''
+    )
+
+    async def both() -> None:
+        await asyncio.gather(*(server.serve() for server in servers))
+
+    asyncio.run(both())
+
+
+def main() -> None:
+    """Entry point of the ``gateway`` console script."""
+    cli()

@@ -1,0 +1,79 @@
+"""The security dependency: ``Authorization: Bearer`` -> :class:`Principal`, and scope checks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from app.errors import InsufficientScope, Unauthorized
+from app.principal import Principal
+from app.services import Services
+
+# Declares the OAuth2 password flow on the docs page: "Authorize" posts to /auth/login.
+oauth2_scheme = OAuth2PasswordBearer(
+    tokenUrl="/auth/login",
+    auto_error=False,
+    scheme_name="AuthLogin",
+    description="Log in with your username and password; the gateway keeps the refresh token.",
+)
+
+_MAX_TOKEN_CHARS = 4096
+
+
+async def get_services(request: Request) -> Services:
+    """The app's services (built by the lifespan)."""
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def bearer_token(
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> str:
+    """The raw bearer token of the request, or 401 with an RFC 6750 challenge."""
+    if not token:
+        header = request.headers.get("authorization")
+        if header is None:
+            # RFC 6750 3.1: no error code in the challenge when no credentials were sent
+            raise Unauthorized(
+                "Authentication required: send 'Authorization: Bearer <token>'.",
+                code="invalid_request",
+                headers={"WWW-Authenticate": 'Bearer realm="venue-gateway"'},
+            )
+        raise Unauthorized(
+            "The Authorization header must be 'Bearer <token>'.", code="invalid_request"
+        )
+    if len(token) > _MAX_TOKEN_CHARS:
+        raise Unauthorized("The access token is malformed.")
+    return token
+
+
+BearerToken = Annotated[str, Depends(bearer_token)]
+
+
+async def current_principal(token: BearerToken, services: ServicesDep) -> Principal:
+    """The caller; an in-process cache hit returns without awaiting anything."""
+    principal = services.resolver.cached_nowait(token)
+    if principal is not None:
+        return principal
+    return await services.resolver.resolve(token)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+class RequireScopes:
+    """A dependency that lets a request through only with every named permission."""
+
+    def __init__(self, *permissions: str) -> None:
+        self.permissions = permissions
+
+    async def __call__(self, principal: CurrentPrincipal) -> Principal:
+        """403 ``insufficient_scope`` unless the principal holds every permission."""
+        if not principal.has(*self.permissions):
+            raise InsufficientScope(self.permissions)
+        return principal

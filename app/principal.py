@@ -1,0 +1,36 @@
+"""The principal: who is calling, with what permissions, until when."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Principal(BaseModel):
+    """A validated caller, as cached under the hash of its access token."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sub: str = Field(description="The Auth0 user id, e.g. auth0|abc.")
+    email: str | None = None
+    name: str | None = None
+    permissions: tuple[str, ...] = Field(
+        default=(), description="RBAC permissions from the access token."
+    )
+    scopes: tuple[str, ...] = Field(default=(), description="The token's granted scopes.")
+    client_id: str | None = Field(default=None, description="The client the token was issued to.")
+    expires_at: int = Field(description="The token's exp, Unix seconds.")
+    opaque: bool = Field(default=False, description="True for a /userinfo-only opaque token.")
+
+    def has(self, *permissions: str) -> bool:
+        """True when every one of ``permissions`` is granted (as permission or scope)."""
+        granted = set(self.permissions) | set(self.scopes)
+        return all(p in granted for p in permissions)
+
+    def to_bytes(self) -> bytes:
+        """Serialise for the cache."""
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Principal:
+        """Read back what :meth:`to_bytes` wrote."""
+        return cls.model_validate_json(raw)

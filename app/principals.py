@@ -1,0 +1,218 @@
+"""The request path: bearer token -> principal, through the cache tiers and the token service.
+
+1. the in-process tier (a plain dict lookup, no ``await``),
+2. memcached (shared by every worker),
+3. the token service: local JWT validation against the tenant's JWKS, ``/userinfo`` for the
+   profile at most once per user per ``profile_ttl_s``, ``/userinfo`` for opaque tokens.
+
+Concurrent misses for one token make one validation: single flight in the process and a
+memcached ``add`` lock across processes. Keys are hashes; the raw token is never a key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from app.cache import Cache, LocalTier, cache_key
+from app.clients.auth0 import Auth0AuthClient
+from app.clients.token_validator import TokenValidator
+from app.errors import GatewayError, Unauthorized, UpstreamUnavailable
+from app.principal import Principal
+from app.sessions import SessionStore
+from app.singleflight import SingleFlight
+from settings import Auth0Settings
+
+log = logging.getLogger("app.principals")
+
+_LOCK_TTL_S = 10
+_PROFILE_RETRY_TTL_S = 60
+_MAX_LOCAL_REVOCATIONS = 100_000
+
+
+class PrincipalResolver:
+    """Turns access tokens into principals, caching them no longer than the token lives."""
+
+    def __init__(
+        self,
+        *,
+        settings: Auth0Settings,
+        namespace: str,
+        cache: Cache,
+        local: LocalTier,
+        validator: TokenValidator,
+        auth0: Auth0AuthClient,
+        sessions: SessionStore,
+    ) -> None:
+        self._settings = settings
+        self._ns = namespace
+        self._cache = cache
+        self._local = local
+        self._validator = validator
+        self._auth0 = auth0
+        self._sessions = sessions
+        self._flights: SingleFlight[Principal] = SingleFlight()
+        self._revoked_here: dict[str, float] = {}
+        self.validations = 0
+
+    @property
+    def coalesced_waits(self) -> int:
+        """Callers that joined a validation already in flight in this process."""
+        return self._flights.waits
+
+    def key(self, token: str) -> str:
+        """The cache key of the principal of ``token``."""
+        return cache_key(self._ns, "principal", token)
+
+    def cached_nowait(self, token: str) -> Principal | None:
+        """The in-process tier alone: a hit costs a hash and a dict lookup, no ``await``."""
+        return self._local.get(self.key(token))
+
+    async def resolve(self, token: str) -> Principal:
+        """The principal of a valid, unexpired, not-logged-out token, or :class:`Unauthorized`."""
+        key = self.key(token)
+        principal = self._local.get(key)
+        if principal is not None:
+            return principal
+        kind = self._validator.classify(token)
+        if kind == "malformed" or (kind == "opaque" and not self._settings.accept_opaque_tokens):
+            raise Unauthorized("The access token is malformed.")
+        principal = await self._from_shared_cache(key)
+        if principal is not None:
+            return principal
+        return await self._flights.run(key, lambda: self._validate(token, key, kind))
+
+    async def forget(self, token: str, *, until: int) -> None:
+        """Drop the cached principal of ``token`` from both tiers and deny it until ``until``.
+
+        The denial is also kept in this process, so a logout holds here even while memcached
+        (and with it the shared revocation marker) is unreachable.
+        """
+        key = self.key(token)
+        self._local.discard(key)
+        now = time.time()
+        if len(self._revoked_here) >= _MAX_LOCAL_REVOCATIONS:
+            self._revoked_here = {k: t for k, t in self._revoked_here.items() if t > now}
+        if len(self._revoked_here) < _MAX_LOCAL_REVOCATIONS:
+            self._revoked_here[key] = until
+        await self._cache.delete(key)
+
+    async def remember(self, token: str, principal: Principal) -> None:
+        """Cache a principal the gateway validated itself (login, refresh)."""
+        await self._store(self.key(token), principal, principal.expires_at - time.time())
+
+    async def remember_profile(self, sub: str, profile: dict[str, Any]) -> None:
+        """Keep a user's profile (``email``, ``name``) so ``/userinfo`` is not asked again."""
+        if self._settings.profile_ttl_s:
+            await self._cache.set(
+                cache_key(self._ns, "profile", sub),
+                json.dumps({k: profile.get(k) for k in ("email", "name")}).encode(),
+                self._settings.profile_ttl_s,
+            )
+
+    async def _from_shared_cache(self, key: str) -> Principal | None:
+        raw = await self._cache.get(key)
+        if raw is None:
+            return None
+        try:
+            principal = Principal.from_bytes(raw)
+        except ValueError:
+            return None
+        remaining = principal.expires_at - time.time()
+        if remaining <= 0:
+            return None
+        self._local.put(key, principal, remaining)
+        return principal
+
+    async def _validate(self, token: str, key: str, kind: str) -> Principal:
+        lock = cache_key(self._ns, "lock", token)
+        locked = await self._cache.add(lock, b"1", _LOCK_TTL_S)
+        if not locked:
+            # another worker is validating this token: wait for its answer in memcached
+            principal = await self._wait_for_other_worker(key)
+            if principal is not None:
+                return principal
+        try:
+            if self._revoked_here.get(key, 0) > time.time() or await self._sessions.is_revoked(
+                token
+            ):
+                raise Unauthorized("The access token was revoked (logged out).")
+            self.validations += 1
+            if kind == "jwt":
+                principal, ttl = await self._validate_jwt(token)
+            else:
+                principal, ttl = await self._validate_opaque(token)
+            await self._store(key, principal, ttl)
+            return principal
+        finally:
+            if locked:
+                await self._cache.delete(lock)
+
+    async def _wait_for_other_worker(self, key: str) -> Principal | None:
+        deadline = time.monotonic() + self._settings.lock_wait_s
+        delay = 0.005
+        while time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            principal = await self._from_shared_cache(key)
+            if principal is not None:
+                return principal
+            delay = min(delay * 2, 0.1)
+        return None
+
+    async def _validate_jwt(self, token: str) -> tuple[Principal, float]:
+        claims = await self._validator.verify_jwt(token)
+        profile, complete = await self._profile(str(claims["sub"]), token)
+        principal = self._validator.principal_from_claims(claims, profile)
+        ttl = principal.expires_at - time.time()
+        return principal, ttl if complete else min(ttl, _PROFILE_RETRY_TTL_S)
+
+    async def _validate_opaque(self, token: str) -> tuple[Principal, float]:
+        try:
+            info = await self._auth0.userinfo(token)
+        except Unauthorized:
+            raise
+        except GatewayError as exc:
+            raise UpstreamUnavailable(
+                "Cannot validate the token with the identity provider."
+            ) from exc
+        ttl = float(self._settings.opaque_cache_s)
+        principal = Principal(
+            sub=str(info.get("sub", "")),
+            email=info.get("email"),
+            name=info.get("name"),
+            expires_at=int(time.time() + ttl),
+            opaque=True,
+        )
+        if not principal.sub:
+            raise Unauthorized("The access token is invalid.")
+        return principal, ttl
+
+    async def _profile(self, sub: str, token: str) -> tuple[dict[str, Any] | None, bool]:
+        """The user's profile and whether it is complete (False: ask again soon)."""
+        if not self._settings.profile_ttl_s:
+            return None, True
+        profile_key = cache_key(self._ns, "profile", sub)
+        raw = await self._cache.get(profile_key)
+        if raw is not None:
+            try:
+                cached: dict[str, Any] = json.loads(raw)
+                return cached, True
+            except ValueError:
+                pass
+        try:
+            info = await self._auth0.userinfo(token)
+        except GatewayError as exc:
+            # the token itself is valid (checked locally); the profile can wait
+            log.warning("userinfo unavailable for a profile (%s); serving without it", exc.code)
+            return None, False
+        await self.remember_profile(sub, info)
+        return info, True
+
+    async def _store(self, key: str, principal: Principal, ttl: float) -> None:
+        if ttl <= 0:
+            return
+        self._local.put(key, principal, ttl)
+        await self._cache.set(key, principal.to_bytes(), ttl)

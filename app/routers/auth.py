@@ -1,0 +1,138 @@
+"""``/auth``: login, refresh, logout and the caller's own principal."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.auth_flow import TokenResponse
+from app.client_ip import client_ip
+from app.deps.security import BearerToken, CurrentPrincipal, ServicesDep
+from app.errors import BadRequest, GatewayError
+from app.responses import error_responses
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+_MAX_LOGIN_BODY = 16 * 1024
+
+
+class LoginRequest(BaseModel):
+    """A username (the email) and a password."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+    username: str = Field(min_length=1, max_length=320, examples=["viewer@venues.local"])
+    password: str = Field(min_length=1, max_length=1024, examples=["Viewer-Passw0rd!"])
+
+
+class PrincipalOut(BaseModel):
+    """The caller as the gateway sees it."""
+
+    sub: str = Field(examples=["auth0|demo-viewer"])
+    email: str | None = Field(default=None, examples=["viewer@venues.local"])
+    name: str | None = Field(default=None, examples=["Demo Viewer"])
+    permissions: list[str] = Field(examples=[["read:venues"]])
+    scopes: list[str] = Field(examples=[["openid", "profile", "email", "offline_access"]])
+    expires_at: int = Field(description="The access token's exp (Unix seconds).")
+
+
+async def login_request(request: Request) -> LoginRequest:
+    """Read the login body: JSON, or a form as the docs page's OAuth2 password flow posts."""
+    body = await request.body()
+    if len(body) > _MAX_LOGIN_BODY:
+        raise BadRequest("The login body is too large.", code="request_too_large")
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    data: Any
+    if content_type == "application/json":
+        try:
+            data = json.loads(body)
+        except ValueError as exc:
+            raise BadRequest("The body is not valid JSON.") from exc
+    elif content_type in {"application/x-www-form-urlencoded", "multipart/form-data"}:
+        form = await request.form()
+        data = {k: v for k, v in form.items() if isinstance(v, str)}
+    else:
+        raise BadRequest(
+            "Send the credentials as JSON or as a form.", code="unsupported_media_type"
+        )
+    if not isinstance(data, dict):
+        raise BadRequest("The body must be an object with username and password.")
+    try:
+        return LoginRequest.model_validate(data)
+    except ValidationError as exc:
+        error = GatewayError(
+            "username and password are required.",
+            code="invalid_request",
+            details=[
+                {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
+            ],
+        )
+        error.status_code = 422
+        raise error from exc
+
+
+_LOGIN_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": LoginRequest.model_json_schema()},
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["username", "password"],
+                    "properties": {
+                        "grant_type": {"type": "string", "enum": ["password"]},
+                        "username": {"type": "string"},
+                        "password": {"type": "string", "format": "password"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "/login",
+    openapi_extra=_LOGIN_BODY,
+    responses=error_responses(400, 401, 403, 422, 429, 502, 503),
+)
+async def login(
+    request: Request,
+    credentials: Annotated[LoginRequest, Depends(login_request)],
+    services: ServicesDep,
+    response: Response,
+) -> TokenResponse:
+    """Log in with a username and password; the refresh token stays on the server."""
+    response.headers["Cache-Control"] = "no-store"
+    ip = client_ip(request, services.settings.trusted_proxies)
+    return await services.flow.login(credentials.username, credentials.password, client_ip=ip)
+
+
+@router.post("/refresh", responses=error_responses(401, 429, 502, 503))
+async def refresh(token: BearerToken, services: ServicesDep, response: Response) -> TokenResponse:
+    """Trade an access token (expired or not) for a new one."""
+    response.headers["Cache-Control"] = "no-store"
+    return await services.flow.refresh(token)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 503))
+async def logout(token: BearerToken, services: ServicesDep) -> None:
+    """End the session: the refresh token is revoked and the access token stops working."""
+    await services.flow.logout(token)
+
+
+@router.get("/me", responses=error_responses(401, 503))
+async def get_me(principal: CurrentPrincipal) -> PrincipalOut:
+    """The caller: user id, profile, permissions and scopes."""
+    return PrincipalOut(
+        sub=principal.sub,
+        email=principal.email,
+        name=principal.name,
+        permissions=list(principal.permissions),
+        scopes=list(principal.scopes),
+        expires_at=principal.expires_at,
+    )

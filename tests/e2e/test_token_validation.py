@@ -1,0 +1,233 @@
+"""The security dependency: cached validation, rejection without upstream calls, coalescing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.conftest import RunningEmulator
+from tests.e2e.conftest import VIEWER, bearer, emulator_stats, login
+
+
+async def direct_token(
+    emulator_http: httpx.AsyncClient, user: tuple[str, str] = VIEWER, **extra: Any
+) -> str:
+    """An access token straight from the emulator, as an SPA holding its own token has."""
+    response = await emulator_http.post(
+        "/oauth/token",
+        json={
+            "grant_type": "http://auth0.com/oauth/grant-type/password-realm",
+            "realm": "Username-Password-Authentication",
+            "username": user[0],
+            "password": user[1],
+            "client_id": "local-gateway",
+            "client_secret": "local-gateway-secret",
+            "audience": "https://api.venues.local",
+            "scope": "openid profile email",
+            **extra,
+        },
+    )
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+def forged(emulator: RunningEmulator, **changes: Any) -> str:
+    """A token signed by the emulator's real key with some claims changed."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": emulator.issuer,
+        "sub": "auth0|demo-viewer",
+        "aud": ["https://api.venues.local", f"{emulator.issuer}userinfo"],
+        "iat": now,
+        "exp": now + 600,
+        "azp": "local-gateway",
+        "scope": "openid",
+        "permissions": ["read:venues"],
+    }
+    claims.update(changes)
+    return emulator.tenant.sign({k: v for k, v in claims.items() if v is not None})
+
+
+def signed_by_stranger(emulator: RunningEmulator) -> str:
+    """Right claims and the tenant's kid, but another key's signature."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = int(time.time())
+    claims = {
+        "iss": emulator.issuer,
+        "sub": "auth0|demo-admin",
+        "aud": "https://api.venues.local",
+        "iat": now,
+        "exp": now + 600,
+        "permissions": ["delete:venues"],
+    }
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": emulator.tenant.keys[0].kid})
+
+
+class TestRejection:
+    async def test_bad_tokens_are_401_without_any_call_to_auth0(
+        self,
+        gateway: httpx.AsyncClient,
+        emulator: RunningEmulator,
+        emulator_http: httpx.AsyncClient,
+    ) -> None:
+        # one good request warms the JWKS cache; after that nothing may reach the emulator
+        good = await direct_token(emulator_http)
+        assert (await gateway.get("/auth/me", headers=bearer(good))).status_code == 200
+        await emulator_http.post("/__emulator/stats/reset")
+        now = int(time.time())
+        bad_tokens = {
+            "malformed": "not-a-token",
+            "three dots": "a.b.c",
+            "expired": forged(emulator, exp=now - 3600, iat=now - 7200),
+            "not yet valid": forged(emulator, nbf=now + 3600),
+            "wrong audience": forged(emulator, aud="https://other.api"),
+            "wrong issuer": forged(emulator, iss="https://evil.auth0.com/"),
+            "issuer without slash": forged(emulator, iss=emulator.issuer.rstrip("/")),
+            "wrongly signed": signed_by_stranger(emulator),
+            "alg none": jwt.encode({"sub": "x", "exp": now + 60}, "", algorithm="none"),
+            "ten kilobytes": "e" * 10_000,
+        }
+        for name, token in bad_tokens.items():
+            response = await gateway.get("/auth/me", headers=bearer(token))
+            assert response.status_code == 401, name
+            assert response.headers["www-authenticate"].startswith("Bearer"), name
+            assert response.json()["error"] == "invalid_token", name
+        assert (await emulator_stats(emulator_http))["requests"] == {}
+
+    async def test_odd_authorization_headers_are_401(self, gateway: httpx.AsyncClient) -> None:
+        for header in ("Basic dXNlcjpwYXNz", "Bearer", "Bearer ", "token abc", "Bearer a b"):
+            response = await gateway.get("/auth/me", headers={"Authorization": header})
+            assert response.status_code == 401, header
+
+
+class TestCachedValidation:
+    async def test_fifty_concurrent_first_requests_make_one_userinfo_call(
+        self, gateway: httpx.AsyncClient, emulator_http: httpx.AsyncClient
+    ) -> None:
+        token = await direct_token(emulator_http)
+        await emulator_http.post("/__emulator/stats/reset")
+        responses = await asyncio.gather(
+            *(gateway.get("/auth/me", headers=bearer(token)) for _ in range(50))
+        )
+        assert {r.status_code for r in responses} == {200}
+        assert responses[0].json()["email"] == VIEWER[0]
+        requests = (await emulator_stats(emulator_http))["requests"]
+        assert requests.get("GET /userinfo", 0) <= 1
+
+    async def test_profile_is_fetched_once_per_user_not_per_token(
+        self, gateway: httpx.AsyncClient, emulator_http: httpx.AsyncClient
+    ) -> None:
+        await emulator_http.post("/__emulator/stats/reset")
+        for _ in range(3):
+            token = await direct_token(emulator_http)
+            assert (await gateway.get("/auth/me", headers=bearer(token))).status_code == 200
+        requests = (await emulator_stats(emulator_http))["requests"]
+        assert requests.get("GET /userinfo", 0) == 1
+
+    async def test_userinfo_rate_limited_still_serves_the_valid_token(
+        self, gateway: httpx.AsyncClient, emulator_http: httpx.AsyncClient
+    ) -> None:
+        token = await direct_token(emulator_http)
+        await emulator_http.post(
+            "/__emulator/faults", json={"path": "/userinfo", "status": 429, "count": 5}
+        )
+        response = await gateway.get("/auth/me", headers=bearer(token))
+        assert response.status_code == 200
+        assert response.json()["email"] is None
+
+    async def test_key_rotation_needs_one_jwks_refetch(
+        self, gateway: httpx.AsyncClient, emulator_http: httpx.AsyncClient
+    ) -> None:
+        before = await direct_token(emulator_http)
+        assert (await gateway.get("/auth/me", headers=bearer(before))).status_code == 200
+        rotated = await emulator_http.post("/__emulator/keys/rotate")
+        assert rotated.status_code == 200
+        after = await direct_token(emulator_http)
+        await emulator_http.post("/__emulator/stats/reset")
+        for _ in range(3):
+            assert (await gateway.get("/auth/me", headers=bearer(after))).status_code == 200
+        requests = (await emulator_stats(emulator_http))["requests"]
+        assert requests.get("GET /.well-known/jwks.json") == 1
+        assert (await gateway.get("/auth/me", headers=bearer(before))).status_code == 200
+
+    async def test_opaque_token_is_validated_by_userinfo(
+        self, gateway: httpx.AsyncClient, emulator_http: httpx.AsyncClient
+    ) -> None:
+        response = await emulator_http.post(
+            "/oauth/token",
+            json={
+                "grant_type": "password",
+                "username": VIEWER[0],
+                "password": VIEWER[1],
+                "client_id": "local-gateway",
+                "client_secret": "local-gateway-secret",
+                "scope": "openid email",
+            },
+        )
+        opaque = response.json()["access_token"]
+        assert opaque.count(".") == 0
+        me = await gateway.get("/auth/me", headers=bearer(opaque))
+        assert me.status_code == 200
+        assert me.json()["sub"] == "auth0|demo-viewer"
+        assert me.json()["permissions"] == []
+
+
+class TestIntrospection:
+    async def test_active_token(self, gateway: httpx.AsyncClient) -> None:
+        token = await login(gateway)
+        response = await gateway.post(
+            "/tokens/introspect",
+            data={"token": token},
+            auth=("venue-service", "introspect-secret"),
+        )
+        assert response.status_code == 200
+        body = response.json()
+        assert body["active"] is True
+        assert body["sub"] == "auth0|demo-viewer"
+        assert body["client_id"] == "local-gateway"
+        assert body["email"] == VIEWER[0]
+        assert body["exp"] > time.time()
+
+    @pytest.mark.parametrize("token", ["garbage", "a.b.c", ""])
+    async def test_invalid_tokens_are_inactive(
+        self, gateway: httpx.AsyncClient, token: str
+    ) -> None:
+        response = await gateway.post(
+            "/tokens/introspect",
+            data={"token": token},
+            auth=("venue-service", "introspect-secret"),
+        )
+        assert response.status_code in {200, 422}
+        if response.status_code == 200:
+            assert response.json() == {"active": False}
+
+    async def test_logged_out_token_is_inactive(self, gateway: httpx.AsyncClient) -> None:
+        token = await login(gateway)
+        await gateway.post("/auth/logout", headers=bearer(token))
+        response = await gateway.post(
+            "/tokens/introspect",
+            data={"token": token},
+            auth=("venue-service", "introspect-secret"),
+        )
+        assert response.json() == {"active": False}
+
+    @pytest.mark.parametrize(
+        "auth", [None, ("venue-service", "wrong"), ("stranger", "introspect-secret")]
+    )
+    async def test_callers_need_basic_credentials(
+        self, gateway: httpx.AsyncClient, auth: tuple[str, str] | None
+    ) -> None:
+        if auth is None:
+            response = await gateway.post("/tokens/introspect", data={"token": "x"})
+        else:
+            response = await gateway.post("/tokens/introspect", data={"token": "x"}, auth=auth)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Basic")
+        assert response.json()["error"] == "invalid_client"
