@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from urllib.parse import quote
 
 import httpx
@@ -11,15 +10,11 @@ import pytest
 from tests.conftest import RunningEmulator
 from tests.emulator.auth_helpers import CLIENT_ID, client_for, login_body
 from tests.emulator.test_management_support import (
-    Factory,
     Json,
-    admin_token,
     assert_management_error,
     client_with_scopes,
     management_audience,
     management_client,
-    management_tenant,
-    shared_emulator,
 )
 
 VENUE_API = "https://api.venues.local"
@@ -31,41 +26,6 @@ ORDERS: Json = {
     "allow_offline_access": True,
     "token_lifetime": 600,
 }
-
-
-@pytest.fixture
-def running(emulator_factory: Factory) -> RunningEmulator:
-    """A fresh demo tenant, Management rate limit off."""
-    return emulator_factory(management_tenant())
-
-
-@pytest.fixture
-def admin(running: RunningEmulator) -> str:
-    """A token with every Management scope for ``running``."""
-    return admin_token(running)
-
-
-@pytest.fixture
-async def api(running: RunningEmulator, admin: str) -> AsyncIterator[httpx.AsyncClient]:
-    """Every Management scope on a fresh tenant, which the test may change."""
-    async with management_client(running, admin) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def shared() -> Iterator[tuple[RunningEmulator, str]]:
-    """One tenant for this module's tests that leave it unchanged."""
-    with shared_emulator() as pair:
-        yield pair
-
-
-@pytest.fixture
-async def shared_api(
-    shared: tuple[RunningEmulator, str],
-) -> AsyncIterator[httpx.AsyncClient]:
-    """Every Management scope on the module's shared tenant (do not change it)."""
-    async with management_client(*shared) as client:
-        yield client
 
 
 def encoded(identifier: str) -> str:

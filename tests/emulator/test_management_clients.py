@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -12,55 +11,16 @@ from emulator.state import MANAGEMENT_SCOPES
 from tests.conftest import RunningEmulator
 from tests.emulator.auth_helpers import CLIENT_ID, client_for
 from tests.emulator.test_management_support import (
-    Factory,
     Json,
-    admin_token,
     assert_management_error,
     management_audience,
     management_client,
-    management_tenant,
     management_token,
-    shared_emulator,
     token_request,
 )
 
 VENUE_API = "https://api.venues.local"
 SUBSET = "Payload validation error: scope must be a subset of resource server scopes"
-
-
-@pytest.fixture
-def running(emulator_factory: Factory) -> RunningEmulator:
-    """A fresh demo tenant, Management rate limit off."""
-    return emulator_factory(management_tenant())
-
-
-@pytest.fixture
-def admin(running: RunningEmulator) -> str:
-    """A token with every Management scope for ``running``."""
-    return admin_token(running)
-
-
-@pytest.fixture
-async def api(running: RunningEmulator, admin: str) -> AsyncIterator[httpx.AsyncClient]:
-    """Every Management scope on a fresh tenant, which the test may change."""
-    async with management_client(running, admin) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def shared() -> Iterator[tuple[RunningEmulator, str]]:
-    """One tenant for this module's tests that leave it unchanged."""
-    with shared_emulator() as pair:
-        yield pair
-
-
-@pytest.fixture
-async def shared_api(
-    shared: tuple[RunningEmulator, str],
-) -> AsyncIterator[httpx.AsyncClient]:
-    """Every Management scope on the module's shared tenant (do not change it)."""
-    async with management_client(*shared) as client:
-        yield client
 
 
 async def create_client(api: httpx.AsyncClient, **fields: object) -> Json:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -13,54 +12,17 @@ from tests.conftest import RunningEmulator
 from tests.emulator.auth_helpers import client_for, login
 from tests.emulator.test_management_support import (
     Factory,
-    admin_token,
     assert_management_error,
     client_with_scopes,
     management_client,
     management_tenant,
     management_token,
-    shared_emulator,
 )
 
 RATE_LIMITED = (
     "Too many requests. Check the X-RateLimit-Limit, X-RateLimit-Remaining and "
     "X-RateLimit-Reset headers."
 )
-
-
-@pytest.fixture
-def running(emulator_factory: Factory) -> RunningEmulator:
-    """A fresh demo tenant, Management rate limit off."""
-    return emulator_factory(management_tenant())
-
-
-@pytest.fixture
-def admin(running: RunningEmulator) -> str:
-    """A token with every Management scope for ``running``."""
-    return admin_token(running)
-
-
-@pytest.fixture
-async def api(running: RunningEmulator, admin: str) -> AsyncIterator[httpx.AsyncClient]:
-    """Every Management scope on a fresh tenant, which the test may change."""
-    async with management_client(running, admin) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def shared() -> Iterator[tuple[RunningEmulator, str]]:
-    """One tenant for this module's tests that leave it unchanged."""
-    with shared_emulator() as pair:
-        yield pair
-
-
-@pytest.fixture
-async def shared_api(
-    shared: tuple[RunningEmulator, str],
-) -> AsyncIterator[httpx.AsyncClient]:
-    """Every Management scope on the module's shared tenant (do not change it)."""
-    async with management_client(*shared) as client:
-        yield client
 
 
 class TestAuthentication:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -29,25 +29,6 @@ NEW_USER = {"connection": REALM, "email": "New.Person@Venues.Local", "password":
 WEAK = "PasswordStrengthError: Password is too weak"
 
 
-@pytest.fixture
-def running(emulator_factory: Factory) -> RunningEmulator:
-    """A fresh demo tenant, Management rate limit off."""
-    return emulator_factory(management_tenant())
-
-
-@pytest.fixture
-def admin(running: RunningEmulator) -> str:
-    """A token with every Management scope for ``running``."""
-    return admin_token(running)
-
-
-@pytest.fixture
-async def api(running: RunningEmulator, admin: str) -> AsyncIterator[httpx.AsyncClient]:
-    """Every Management scope on a fresh tenant, which the test may change."""
-    async with management_client(running, admin) as client:
-        yield client
-
-
 @pytest.fixture(scope="module")
 def shared() -> Iterator[tuple[RunningEmulator, str]]:
     """One tenant for this module's tests that leave it unchanged: the demo users and one more."""
@@ -63,15 +44,6 @@ def shared() -> Iterator[tuple[RunningEmulator, str]]:
     )
     with shared_emulator(data) as pair:
         yield pair
-
-
-@pytest.fixture
-async def shared_api(
-    shared: tuple[RunningEmulator, str],
-) -> AsyncIterator[httpx.AsyncClient]:
-    """Every Management scope on the module's shared tenant (do not change it)."""
-    async with management_client(*shared) as client:
-        yield client
 
 
 def user_path(user_id: str) -> str:
