@@ -1,0 +1,94 @@
+"""The venue database: the declarative base, and one async engine and session factory per app."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, MetaData
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
+
+from settings import DatabaseSettings
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """The base of every table; constraint names follow :data:`NAMING_CONVENTION`."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware.
+
+    SQLite keeps no offset, PostgreSQL's ``timestamptz`` does; both read back as aware UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Convert to UTC before storing."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("UTCDateTime needs a timezone-aware datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Attach UTC to what SQLite returns without an offset."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Database:
+    """The engine and the session factory of one app."""
+
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+
+def create_engine(settings: DatabaseSettings) -> AsyncEngine:
+    """An async engine for ``settings.url``; it connects lazily, on first use."""
+    url = make_url(settings.url)
+    options: dict[str, Any] = {"echo": settings.echo}
+    if url.get_backend_name() == "postgresql":
+        options.update(
+            pool_size=settings.pool_size,
+            max_overflow=settings.max_overflow,
+            pool_timeout=settings.pool_timeout_s,
+            pool_pre_ping=True,
+        )
+    return create_async_engine(url, **options)
+
+
+def open_database(settings: DatabaseSettings, stack: AsyncExitStack) -> Database:
+    """Build the app's database; ``stack`` disposes of its connections when the app stops."""
+    engine = create_engine(settings)
+    stack.push_async_callback(engine.dispose)
+    return Database(engine, async_sessionmaker(engine, expire_on_commit=False))
+
+
+def display_url(engine: AsyncEngine) -> str:
+    """The engine's URL without its password, fit for a log line."""
+    return engine.url.render_as_string(hide_password=True)

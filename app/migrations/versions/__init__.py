@@ -1,0 +1,1 @@
+"""Alembic revisions of the venue database, oldest first."""

@@ -1,0 +1,166 @@
+"""``/venues``: the venue API, each route guarded by its permission from the access token."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+
+from app.deps.database import DatabaseSession
+from app.deps.security import RequireScopes
+from app.principal import Principal
+from app.responses import ErrorBody, error_responses
+from app.venues.body_limit import MAX_BODY_BYTES, BodyLimitRoute
+from app.venues.cursor import CURSOR_MAX_CHARS, Cursor
+from app.venues.preconditions import etag, parse_if_match
+from app.venues.repository import VenueRepository
+from app.venues.schemas import (
+    City,
+    CountryCode,
+    Name,
+    VenueCreate,
+    VenueOut,
+    VenuePage,
+    VenueUpdate,
+)
+
+router = APIRouter(prefix="/venues", tags=["venues"], route_class=BodyLimitRoute)
+
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+
+_TOO_LARGE: dict[int | str, dict[str, Any]] = {
+    413: {
+        "model": ErrorBody,
+        "description": f"The body is over {MAX_BODY_BYTES} bytes.",
+        "content": {
+            "application/json": {
+                "example": {
+                    "error": "request_too_large",
+                    "error_description": "The request body is larger than 65536 bytes.",
+                }
+            }
+        },
+    }
+}
+_ETAG_HEADER = {"ETag": {"description": 'The venue\'s version in quotes, e.g. "3".'}}
+
+
+async def venue_repository(session: DatabaseSession) -> VenueRepository:
+    """Venue queries on this request's session."""
+    return VenueRepository(session)
+
+
+Venues = Annotated[VenueRepository, Depends(venue_repository)]
+Reader = Annotated[Principal, Depends(RequireScopes("read:venues"))]
+Creator = Annotated[Principal, Depends(RequireScopes("create:venues"))]
+Updater = Annotated[Principal, Depends(RequireScopes("update:venues"))]
+Deleter = Annotated[Principal, Depends(RequireScopes("delete:venues"))]
+VenueId = Annotated[uuid.UUID, Path(description="The venue's id (a UUID).")]
+IfMatch = Annotated[
+    str | None,
+    Header(description='The venue\'s ETag ("3"), a list of ETags, or * for any version.'),
+]
+
+
+@router.get("", responses=error_responses(400, 401, 403, 422))
+async def list_venues(
+    request: Request,
+    _: Reader,
+    venues: Venues,
+    city: Annotated[City | None, Query(description="The city, in any case.")] = None,
+    country: Annotated[CountryCode | None, Query(description="ISO 3166-1 alpha-2 code.")] = None,
+    q: Annotated[Name | None, Query(description="Part of the name, in any case.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Venues per page.")] = DEFAULT_PAGE,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=CURSOR_MAX_CHARS, description="From the previous page's `next` link."),
+    ] = None,
+) -> VenuePage:
+    """List venues by name, filtered, a page at a time; needs the permission `read:venues`."""
+    after = Cursor.decode(cursor) if cursor else None
+    items, next_cursor = await venues.page(
+        limit=limit, after=after, city=city, country=country, name_contains=q
+    )
+    next_link = None
+    if next_cursor is not None:
+        query = {"city": city, "country": country, "q": q, "limit": limit}
+        params = {k: v for k, v in query.items() if v is not None}
+        params["cursor"] = next_cursor.encode()
+        next_link = f"{request.url.path}?{urlencode(params)}"
+    return VenuePage(items=[VenueOut.model_validate(v) for v in items], next=next_link)
+
+
+@router.get(
+    "/{venue_id}",
+    responses={
+        200: {"headers": _ETAG_HEADER},
+        **error_responses(401, 403, 404, 422),
+    },
+)
+async def get_venue(venue_id: VenueId, _: Reader, venues: Venues, response: Response) -> VenueOut:
+    """Read one venue, with its ETag; needs the permission `read:venues`."""
+    venue = await venues.get(venue_id)
+    response.headers["ETag"] = etag(venue.version)
+    return VenueOut.model_validate(venue)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        201: {
+            "headers": {
+                **_ETAG_HEADER,
+                "Location": {"description": "The new venue's path, /venues/{id}."},
+            }
+        },
+        **error_responses(401, 403, 409, 422),
+        **_TOO_LARGE,
+    },
+)
+async def create_venue(
+    request: Request, data: VenueCreate, principal: Creator, venues: Venues, response: Response
+) -> VenueOut:
+    """Create a venue (409 if one of that name is in that city); needs `create:venues`."""
+    venue = await venues.create(data, created_by=principal.sub)
+    response.headers["Location"] = request.url_for("get_venue", venue_id=str(venue.id)).path
+    response.headers["ETag"] = etag(venue.version)
+    return VenueOut.model_validate(venue)
+
+
+@router.patch(
+    "/{venue_id}",
+    responses={
+        200: {"headers": _ETAG_HEADER},
+        **error_responses(400, 401, 403, 404, 409, 412, 422, 428),
+        **_TOO_LARGE,
+    },
+)
+async def update_venue(
+    venue_id: VenueId,
+    changes: VenueUpdate,
+    _: Updater,
+    venues: Venues,
+    response: Response,
+    if_match: IfMatch = None,
+) -> VenueOut:
+    """Change some fields of a venue, sending its ETag in If-Match; needs `update:venues`."""
+    expected = parse_if_match(if_match, required=True)
+    venue = await venues.update(venue_id, changes, expected=expected)
+    response.headers["ETag"] = etag(venue.version)
+    return VenueOut.model_validate(venue)
+
+
+@router.delete(
+    "/{venue_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(400, 401, 403, 404, 412, 422),
+)
+async def delete_venue(
+    venue_id: VenueId, _: Deleter, venues: Venues, if_match: IfMatch = None
+) -> None:
+    """Delete a venue (only at that ETag, when If-Match is sent); needs `delete:venues`."""
+    await venues.delete(venue_id, expected=parse_if_match(if_match, required=False))

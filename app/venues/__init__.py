@@ -1,0 +1,1 @@
+"""Venues: the protected resource of the gateway, kept in the venue database."""
