@@ -10,13 +10,21 @@ from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 LOCAL_EMULATOR_URL = "http://127.0.0.1:8001"
 LOCAL_CLIENT_ID = "local-gateway"
 LOCAL_CLIENT_SECRET = "local-gateway-secret"  # noqa: S105 - the emulator's public demo secret
 LOCAL_AUDIENCE = "https://api.venues.local"
 DEFAULT_CONNECTION = "Username-Password-Authentication"
+#: The SPA's dev server (Vite) when nothing else is set in ``local``.
+LOCAL_CORS_ORIGINS = ("http://localhost:5173", "http://127.0.0.1:5173")
 
 
 class Environment(StrEnum):
@@ -124,13 +132,66 @@ class SessionSettings(BaseModel):
 class DatabaseSettings(BaseModel):
     """The venue database."""
 
-    url: str = "sqlite+aiosqlite:///./venue-gateway.db"
+    url: str = Field(
+        default="sqlite+aiosqlite:///./venue-gateway.db",
+        description="sqlite+aiosqlite:///FILE or postgresql+asyncpg://user:password@host/db.",
+    )
+    pool_size: int = Field(
+        default=5, ge=1, le=100, description="PostgreSQL connections kept open per process."
+    )
+    max_overflow: int = Field(
+        default=10, ge=0, le=100, description="PostgreSQL connections opened beyond the pool."
+    )
+    pool_timeout_s: float = Field(
+        default=10.0, gt=0, le=120, description="How long a request waits for a connection."
+    )
+    echo: bool = Field(default=False, description="Log every SQL statement.")
+
+    @field_validator("url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        scheme, sep, rest = value.partition("://")
+        if not sep:
+            raise ValueError("database url must look like scheme://...")
+        # the async drivers are the only ones installed; accept the common plain spellings
+        drivers = {
+            "postgres": "postgresql+asyncpg",
+            "postgresql": "postgresql+asyncpg",
+            "postgresql+asyncpg": "postgresql+asyncpg",
+            "sqlite": "sqlite+aiosqlite",
+            "sqlite+aiosqlite": "sqlite+aiosqlite",
+        }
+        driver = drivers.get(scheme.lower())
+        if driver is None:
+            raise ValueError("database url must be sqlite+aiosqlite:// or postgresql+asyncpg://")
+        if driver == "sqlite+aiosqlite" and rest.strip("/") in {"", ":memory:"}:
+            raise ValueError("an in-memory SQLite database is not supported; name a file")
+        return f"{driver}://{rest}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True for an SQLite file."""
+        return self.url.startswith("sqlite")
 
 
 class IntrospectionSettings(BaseModel):
     """Internal services allowed to call ``POST /tokens/introspect`` (HTTP Basic)."""
 
     clients: dict[str, SecretStr] = Field(default_factory=dict)
+
+
+class UsersSettings(BaseModel):
+    """User management through the Auth0 Management API (``/users``)."""
+
+    signup_per_ip_per_hour: int = Field(
+        default=10, ge=0, description="Sign-ups per client IP per hour, all workers; 0: no limit."
+    )
+    interactive_retry_wait_s: float = Field(
+        default=2.0, ge=0, le=30, description="Longest wait on a Management 429 in sign-up/self."
+    )
+    admin_retry_wait_s: float = Field(
+        default=15.0, ge=0, le=120, description="Longest wait on a Management 429 in admin routes."
+    )
 
 
 class Settings(BaseSettings):
@@ -141,7 +202,26 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="ignore",
         case_sensitive=False,
+        secrets_prefix="GATEWAY_",
+        secrets_nested_delimiter="__",
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Secrets files are named like the variables: ``GATEWAY_AUTH0__CLIENT_SECRET``."""
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            NestedSecretsSettingsSource(file_secret_settings),
+        )
 
     env: Environment = Environment.LOCAL
     company: str | None = Field(
@@ -152,14 +232,29 @@ class Settings(BaseSettings):
     session: SessionSettings = Field(default_factory=SessionSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     introspection: IntrospectionSettings = Field(default_factory=IntrospectionSettings)
+    users: UsersSettings = Field(default_factory=UsersSettings)
     trusted_proxies: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = (
         Field(default_factory=list)
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     docs_enabled: bool | None = None
     log_level: str = "INFO"
+    metrics_enabled: bool = Field(default=True, description="Serve GET /metrics (Prometheus).")
 
     _split = field_validator("trusted_proxies", "cors_origins", mode="before")(_split_list)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, value: list[str]) -> list[str]:
+        return [_origin(item) for item in value]
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("log level must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
 
     @model_validator(mode="after")
     def _environment_defaults(self) -> Self:
@@ -175,6 +270,8 @@ class Settings(BaseSettings):
             self.cache.namespace = f"vg-{self.env.value}"
         if self.docs_enabled is None:
             self.docs_enabled = self.env is not Environment.PROD
+        if self.env is Environment.LOCAL and "cors_origins" not in self.model_fields_set:
+            self.cors_origins = list(LOCAL_CORS_ORIGINS)
         if self.env is not Environment.LOCAL:
             self._check_deployed()
         return self
@@ -199,6 +296,10 @@ class Settings(BaseSettings):
             raise ValueError(f"{self.env.value} refuses a plain-http Auth0 domain ({auth0.domain})")
         if self.env is Environment.PROD and _is_loopback(parts.hostname or ""):
             raise ValueError("prod refuses an Auth0 domain on a loopback address (the emulator)")
+        if self.env is Environment.PROD and self.database.is_sqlite:
+            raise ValueError(
+                "prod refuses an SQLite database; set GATEWAY_DATABASE__URL=postgresql+asyncpg://..."
+            )
 
     @property
     def is_local(self) -> bool:
@@ -209,6 +310,20 @@ class Settings(BaseSettings):
     def cache_namespace(self) -> str:
         """The prefix of every cache key."""
         return self.cache.namespace or f"vg-{self.env.value}"
+
+
+def _origin(value: str) -> str:
+    """An exact browser origin (``https://app.example.com[:port]``); a trailing slash is dropped.
+
+    A wildcard is refused: each environment names the SPA origins it serves.
+    """
+    text = value.strip().rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"CORS origin must be http(s)://host[:port], not {value!r}")
+    if parts.path or parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"CORS origin must have no path, query or credentials: {value!r}")
+    return text
 
 
 def _is_loopback(host: str) -> bool:

@@ -1,0 +1,92 @@
+"""Settings: per-environment defaults, refusals outside local, list parsing, secrets files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from settings import Environment, Settings, load_settings
+
+DEPLOYED = {
+    "auth0": {
+        "domain": "acme-dev.auth0.com",
+        "client_id": "cid",
+        "client_secret": "hunter2-value",
+        "audience": "https://api.acme.example",
+    },
+    "session": {"keys": ["k" * 43 + "="]},
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("GATEWAY_ENV", "GATEWAY_SECRETS_DIR", "GATEWAY_AUTH0__CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_local_points_at_the_emulator() -> None:
+    settings = Settings(env=Environment.LOCAL)
+    assert settings.auth0.base_url == "http://127.0.0.1:8001"
+    assert settings.auth0.issuer == "http://127.0.0.1:8001/"
+    assert settings.auth0.management_audience == "http://127.0.0.1:8001/api/v2/"
+    assert settings.auth0.client_id == "local-gateway"
+    assert settings.cache_namespace == "vg-local"
+    assert settings.docs_enabled is True
+
+
+def test_company_names_the_tenant_per_environment() -> None:
+    data = {**DEPLOYED, "auth0": {**DEPLOYED["auth0"], "domain": None}}
+    settings = Settings(env=Environment.INT, company="acme", **data)
+    assert settings.auth0.base_url == "https://acme-int.auth0.com"
+    assert settings.cache_namespace == "vg-int"
+
+
+@pytest.mark.parametrize("env", [Environment.DEV, Environment.INT, Environment.PROD])
+def test_deployed_environments_refuse_missing_settings(env: Environment) -> None:
+    with pytest.raises(ValidationError, match="GATEWAY_AUTH0__CLIENT_SECRET"):
+        Settings(env=env, auth0={"domain": "acme.auth0.com"})
+
+
+def test_plain_http_is_refused_outside_local() -> None:
+    data = {**DEPLOYED, "auth0": {**DEPLOYED["auth0"], "domain": "http://acme.example"}}
+    with pytest.raises(ValidationError, match="plain-http"):
+        Settings(env=Environment.DEV, **data)
+
+
+def test_prod_refuses_the_emulator() -> None:
+    data = {**DEPLOYED, "auth0": {**DEPLOYED["auth0"], "domain": "https://127.0.0.1:8001"}}
+    with pytest.raises(ValidationError, match="loopback"):
+        Settings(
+            env=Environment.PROD,
+            database={"url": "postgresql+asyncpg://db.example/venues"},
+            **data,
+        )
+
+
+def test_lists_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1/32")
+    monkeypatch.setenv("GATEWAY_SESSION__KEYS", '["a", "b"]')
+    settings = load_settings()
+    assert [str(net) for net in settings.trusted_proxies] == ["10.0.0.0/8", "192.168.1.1/32"]
+    assert [key.get_secret_value() for key in settings.session.keys] == ["a", "b"]
+
+
+def test_secrets_come_from_files_named_like_the_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "GATEWAY_AUTH0__CLIENT_SECRET").write_text("from-a-file")
+    monkeypatch.setenv("GATEWAY_SECRETS_DIR", str(tmp_path))
+    assert load_settings().auth0.client_secret is not None
+    assert load_settings().auth0.client_secret.get_secret_value() == "from-a-file"
+    monkeypatch.setenv("GATEWAY_AUTH0__CLIENT_SECRET", "from-the-environment")
+    secret = load_settings().auth0.client_secret
+    assert secret is not None
+    assert secret.get_secret_value() == "from-the-environment"
+
+
+def test_secrets_are_not_shown() -> None:
+    settings = Settings(env=Environment.DEV, **DEPLOYED)
+    assert "hunter2" not in repr(settings)
+    assert "hunter2" not in str(settings.model_dump())
