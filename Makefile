@@ -6,36 +6,57 @@ STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: install dev test lint format memcached clean
+.PHONY: install dev test bench lint format system-packages clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-## memcached from Debian's packages when the machine has none
-memcached:
-	@command -v memcached >/dev/null 2>&1 || { \
-	  echo "installing memcached from Debian's packages"; \
+## Debian packages the tests need, installed when the machine lacks them:
+## memcached, PostgreSQL (throw-away test servers) and Chromium (the docs-page browser test)
+APT_MISSING = $(if $(shell command -v memcached),,memcached) \
+              $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
+              $(if $(shell command -v chromium),,chromium)
+
+system-packages:
+	@missing="$(strip $(APT_MISSING))"; if [ -n "$$missing" ]; then \
+	  echo "installing from Debian's packages: $$missing"; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends memcached >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 ## run the emulator with the demo tenant and the gateway against it
 dev: install
 	$(BIN)/gateway dev
 
 ## install everything and run the whole test suite
-test: install memcached
+test: install system-packages
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-## ruff and mypy strict
+## the benchmark (README, Performance), about 2 minutes; wrk and memcached from Debian's
+## packages when missing. Options: make bench BENCH_ARGS='--workers 2 --launcher reuseport'
+BENCH_ARGS ?=
+BENCH_MISSING = $(if $(shell command -v wrk),,wrk) $(if $(shell command -v memcached),,memcached)
+
+bench: install
+	@missing="$(strip $(BENCH_MISSING))"; if [ -n "$$missing" ]; then \
+	  echo "installing from Debian's packages: $$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## ruff and mypy strict; hadolint on the Dockerfile; compose.yaml against the vendored Compose schema
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/check-jsonschema --schemafile ops/compose-spec.json compose.yaml
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,9 +23,13 @@ from app.cache import Cache, cache_key
 from app.clients.auth0 import Auth0AuthClient, TokenSet
 from app.clients.token_validator import TokenValidator
 from app.errors import RefreshRejected, Unauthorized, UpstreamMisconfigured, UpstreamUnavailable
+from app.observability.metrics import Metrics, counted
 from app.principals import PrincipalResolver
 from app.sessions import Session, SessionStore
 from app.singleflight import SingleFlight
+
+if TYPE_CHECKING:
+    from app.users.session_index import UserSessionIndex
 
 log = logging.getLogger("app.auth_flow")
 
@@ -58,7 +62,10 @@ class AuthFlow:
         namespace: str,
         session_lifetime_s: int,
         grace_s: int,
+        session_index: UserSessionIndex | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self._auth0 = auth0
         self._validator = validator
         self._sessions = sessions
@@ -67,13 +74,17 @@ class AuthFlow:
         self._ns = namespace
         self._lifetime_s = session_lifetime_s
         self._grace_s = grace_s
-        self._refreshes: SingleFlight[TokenResponse] = SingleFlight()
+        self._refreshes: SingleFlight[TokenResponse] = SingleFlight(self.metrics.refresh_waits.inc)
+        # per user, the sessions' access tokens, so a password change can end the others
+        self._session_index = session_index
 
+    @counted("login")
     async def login(self, username: str, password: str, *, client_ip: str | None) -> TokenResponse:
         """Exchange a username and password for an access token; keep the refresh token."""
         tokens = await self._auth0.password_login(username, password, forwarded_for=client_ip)
         return await self._start_session(tokens, created_at=int(time.time()), expires_at=None)
 
+    @counted("refresh")
     async def refresh(self, access_token: str) -> TokenResponse:
         """A new access token for an old one (expired or not) that has a session here."""
         if self._validator.classify(access_token) != "jwt":
@@ -83,6 +94,7 @@ class AuthFlow:
         key = cache_key(self._ns, "refresh", access_token)
         return await self._refreshes.run(key, lambda: self._refresh_once(access_token))
 
+    @counted("logout")
     async def logout(self, access_token: str) -> None:
         """End the session: revoke the refresh token, forget it, deny the access token."""
         claims = await self._validator.verify_jwt(access_token, allow_expired=True)
@@ -105,6 +117,7 @@ class AuthFlow:
         lock = cache_key(self._ns, "refresh-lock", old_token)
         locked = await self._cache.add(lock, b"1", _REFRESH_LOCK_TTL_S)
         if not locked:
+            self.metrics.refresh_lock_waits.inc()
             answered = await self._wait_for_grace(old_token)
             if answered is not None:
                 return answered
@@ -125,6 +138,7 @@ class AuthFlow:
                 created_at=session.created_at,
                 expires_at=session.expires_at,
                 previous=session,
+                replaces=old_token,
             )
             await self._sessions.put_grace(
                 old_token, response.model_dump_json().encode(), self._grace_s
@@ -159,6 +173,7 @@ class AuthFlow:
         created_at: int,
         expires_at: int | None,
         previous: Session | None = None,
+        replaces: str | None = None,
     ) -> TokenResponse:
         refresh = tokens.refresh_token or (previous.refresh_token if previous else None)
         if refresh is None:
@@ -185,6 +200,14 @@ class AuthFlow:
         if profile is not None:
             await self._resolver.remember_profile(principal.sub, profile)
         await self._resolver.remember(tokens.access_token, principal)
+        if self._session_index is not None:
+            await self._session_index.record(
+                principal.sub,
+                tokens.access_token,
+                expires_at=principal.expires_at,
+                session_until=expires_at if expires_at is not None else now + self._lifetime_s,
+                replaces=replaces,
+            )
         return TokenResponse(
             access_token=tokens.access_token,
             token_type=tokens.token_type or "Bearer",

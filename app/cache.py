@@ -16,6 +16,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Literal, Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -153,6 +154,18 @@ class MemoryCache:
         """Remove ``key`` if present."""
         self._items.pop(key, None)
 
+    async def incr(self, key: str, delta: int = 1) -> int | None:
+        """Add ``delta`` to a decimal counter, keeping its expiry; None when absent (memcached)."""
+        current = self._live(key)
+        if current is None:
+            return None
+        try:
+            value = int(current) + delta
+        except ValueError:
+            return None
+        self._items[key] = (str(value).encode(), self._items[key][1])
+        return value
+
     async def ping(self) -> bool:
         """Always True: the process is its own backend."""
         return True
@@ -184,6 +197,17 @@ class _Outcome(enum.Enum):
 
 _Failed = Literal[_Outcome.FAILED]
 _FAILED: _Failed = _Outcome.FAILED
+
+# Per task (a context variable), so concurrent requests never see each other's outcome.
+_last_failed: ContextVar[bool] = ContextVar("memcached_last_failed", default=False)
+
+
+def last_operation_failed() -> bool:
+    """True when this task's latest memcached operation failed (its miss was a failure).
+
+    For metrics: ``get`` answers None both for an absent key and for an unreachable memcached.
+    """
+    return _last_failed.get()
 
 
 class MemcachedCache:
@@ -281,6 +305,23 @@ class MemcachedCache:
         raw = key.encode()
         await self._run("delete", lambda client: client.delete(raw))
 
+    async def incr(self, key: str, delta: int = 1) -> int | None:
+        """memcached's atomic ``incr``: the new value; None when absent or memcached fails."""
+        raw = key.encode()
+
+        async def incr(client: _Client) -> int | None:
+            try:
+                value: int | None = await client.incr(raw, delta)
+            except aiomcache.ClientException as exc:
+                # aiomcache raises on NOT_FOUND, an ordinary answer (its reply was fully read)
+                if str(exc).endswith("NOT_FOUND'"):
+                    return None
+                raise
+            return value
+
+        result = await self._run("incr", incr)
+        return None if result is _FAILED else result
+
     async def ping(self) -> bool:
         """True when memcached answers ``version`` within the timeout."""
         result = await self._run("ping", lambda client: client.version())
@@ -301,6 +342,7 @@ class MemcachedCache:
             log.warning("memcached: some connections were still busy at close")
 
     async def _run(self, op: str, command: Callable[[_Client], Awaitable[_T]]) -> _T | _Failed:
+        _last_failed.set(self._closed)
         if self._closed:
             self.errors += 1
             return _FAILED
@@ -320,6 +362,7 @@ class MemcachedCache:
                 finally:
                     self._slots.put_nowait(client)
         except Exception as exc:  # any failure is a miss: the gateway keeps serving
+            _last_failed.set(True)
             self._record_failure(op, exc)
             return _FAILED
         if self._failing:

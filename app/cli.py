@@ -10,6 +10,9 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from app.db_cli import db_cli
+from app.tenant.commands import doctor, provision
+
 cli = typer.Typer(
     help="venue-gateway: Auth0 password login in front of the venue API.",
     no_args_is_help=True,
@@ -24,21 +27,34 @@ DEMO_USERS = (
 
 @cli.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    host: Annotated[str, typer.Option(help="Interface to bind.", envvar="GATEWAY_HOST")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port to bind.", envvar="GATEWAY_PORT")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes.", envvar="GATEWAY_WORKERS")
+    ] = 1,
+    graceful_timeout: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Seconds requests in flight get to finish on SIGTERM.",
+            envvar="GATEWAY_GRACEFUL_TIMEOUT_S",
+        ),
+    ] = 20,
+    log_level: Annotated[
+        str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.", envvar="GATEWAY_LOG_LEVEL")
+    ] = "INFO",
 ) -> None:
-    """Serve the gateway under uvicorn; settings come from GATEWAY_* variables."""
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
+    """Serve the gateway under uvicorn (JSON logs on stdout); settings from GATEWAY_* variables."""
+    from app.server import run
+
+    run(
         host=host,
         port=port,
         workers=workers,
-        # the gateway reads X-Forwarded-For itself, and only from GATEWAY_TRUSTED_PROXIES
-        proxy_headers=False,
-        timeout_graceful_shutdown=20,
-        log_level="info",
+        graceful_timeout_s=graceful_timeout,
+        log_level=log_level,
     )
 
 
@@ -103,6 +119,11 @@ def dev(
         await asyncio.gather(*(server.serve() for server in servers))
 
     asyncio.run(both())
+
+
+cli.add_typer(db_cli, name="db")
+cli.command()(provision)
+cli.command()(doctor)
 
 
 def main() -> None:

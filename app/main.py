@@ -8,8 +8,15 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.cors import install_cors
+from app.docs import install_docs
 from app.errors import install_error_handlers
-from app.routers import auth, health, tokens
+from app.migrations import prepare_schema
+from app.observability.logging import register_settings_secrets
+from app.observability.metrics import Metrics
+from app.observability.middleware import ObservabilityMiddleware
+from app.routers import auth, health, tokens, users, venues
+from app.routers import metrics as metrics_routes
 from app.services import build_services
 from settings import Settings, load_settings
 
@@ -19,11 +26,15 @@ log = logging.getLogger("app")
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the gateway for ``settings`` (read from the environment when omitted)."""
     settings = settings or load_settings()
+    register_settings_secrets(settings)
+    metrics = Metrics.from_environment(cache_url=settings.cache.url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            app.state.services = await build_services(settings, stack)
+            app.state.services = await build_services(settings, stack, metrics=metrics)
+            # local (make dev, tests) migrates itself; elsewhere `gateway db upgrade` does
+            await prepare_schema(app.state.services.database.engine, migrate=settings.is_local)
             log.info("gateway ready: env=%s tenant=%s", settings.env.value, settings.auth0.base_url)
             yield
 
@@ -36,14 +47,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "username and password, and every protected route works from this page."
         ),
         lifespan=lifespan,
-        docs_url="/docs" if docs else None,
+        docs_url=None,  # app.docs serves the page with its assets, no CDN
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
         swagger_ui_init_oauth={"usePkceWithAuthorizationCodeGrant": False},
     )
     app.state.settings = settings
+    app.state.metrics = metrics
     install_error_handlers(app)
+    if docs:
+        install_docs(app)
+    install_cors(app, settings.cors_origins)
+    # outermost: ids, logs and counts every answer, CORS preflights included
+    app.add_middleware(
+        ObservabilityMiddleware, metrics=metrics, trusted_proxies=settings.trusted_proxies
+    )
     app.include_router(auth.router)
     app.include_router(tokens.router)
     app.include_router(health.router)
+    if settings.metrics_enabled:
+        app.include_router(metrics_routes.router)
+    app.include_router(venues.router)
+    app.include_router(users.router)
     return app

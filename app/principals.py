@@ -17,10 +17,11 @@ import logging
 import time
 from typing import Any
 
-from app.cache import Cache, LocalTier, cache_key
+from app.cache import Cache, LocalTier, cache_key, last_operation_failed
 from app.clients.auth0 import Auth0AuthClient
 from app.clients.token_validator import TokenValidator
 from app.errors import GatewayError, Unauthorized, UpstreamUnavailable
+from app.observability.metrics import Metrics
 from app.principal import Principal
 from app.sessions import SessionStore
 from app.singleflight import SingleFlight
@@ -31,6 +32,7 @@ log = logging.getLogger("app.principals")
 _LOCK_TTL_S = 10
 _PROFILE_RETRY_TTL_S = 60
 _MAX_LOCAL_REVOCATIONS = 100_000
+_MAX_LOCAL_PROFILES = 10_000
 
 
 class PrincipalResolver:
@@ -46,7 +48,11 @@ class PrincipalResolver:
         validator: TokenValidator,
         auth0: Auth0AuthClient,
         sessions: SessionStore,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
+        self._local_lookups = self.metrics.local_lookups
+        self._shared_lookups = self.metrics.shared_lookups
         self._settings = settings
         self._ns = namespace
         self._cache = cache
@@ -54,8 +60,11 @@ class PrincipalResolver:
         self._validator = validator
         self._auth0 = auth0
         self._sessions = sessions
-        self._flights: SingleFlight[Principal] = SingleFlight()
+        self._flights: SingleFlight[Principal] = SingleFlight(self.metrics.validation_waits.inc)
         self._revoked_here: dict[str, float] = {}
+        # sub -> (monotonic deadline, profile, or None after a failed /userinfo: retry later)
+        self._profiles_here: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self._profile_flights: SingleFlight[tuple[dict[str, Any] | None, bool]] = SingleFlight()
         self.validations = 0
 
     @property
@@ -68,21 +77,32 @@ class PrincipalResolver:
         return cache_key(self._ns, "principal", token)
 
     def cached_nowait(self, token: str) -> Principal | None:
-        """The in-process tier alone: a hit costs a hash and a dict lookup, no ``await``."""
-        return self._local.get(self.key(token))
+        """The in-process tier alone: a hit costs a hash and a dict lookup, no ``await``.
+
+        Only hits are counted here: a miss goes on to :meth:`resolve`, which counts the lookup.
+        """
+        principal = self._local.get(self.key(token))
+        if principal is not None:
+            self._local_lookups.hit.inc()
+        return principal
 
     async def resolve(self, token: str) -> Principal:
         """The principal of a valid, unexpired, not-logged-out token, or :class:`Unauthorized`."""
         key = self.key(token)
         principal = self._local.get(key)
         if principal is not None:
+            self._local_lookups.hit.inc()
             return principal
+        self._local_lookups.miss.inc()
         kind = self._validator.classify(token)
         if kind == "malformed" or (kind == "opaque" and not self._settings.accept_opaque_tokens):
             raise Unauthorized("The access token is malformed.")
         principal = await self._from_shared_cache(key)
         if principal is not None:
+            self._shared_lookups.hit.inc()
             return principal
+        shared = self._shared_lookups
+        (shared.error if last_operation_failed() else shared.miss).inc()
         return await self._flights.run(key, lambda: self._validate(token, key, kind))
 
     async def forget(self, token: str, *, until: int) -> None:
@@ -107,11 +127,21 @@ class PrincipalResolver:
     async def remember_profile(self, sub: str, profile: dict[str, Any]) -> None:
         """Keep a user's profile (``email``, ``name``) so ``/userinfo`` is not asked again."""
         if self._settings.profile_ttl_s:
+            kept = {k: profile.get(k) for k in ("email", "name")}
+            self._keep_profile_here(sub, kept, self._settings.profile_ttl_s)
             await self._cache.set(
                 cache_key(self._ns, "profile", sub),
-                json.dumps({k: profile.get(k) for k in ("email", "name")}).encode(),
+                json.dumps(kept).encode(),
                 self._settings.profile_ttl_s,
             )
+
+    def _keep_profile_here(self, sub: str, profile: dict[str, Any] | None, ttl: float) -> None:
+        if len(self._profiles_here) >= _MAX_LOCAL_PROFILES:
+            now = time.monotonic()
+            self._profiles_here = {s: p for s, p in self._profiles_here.items() if p[0] > now}
+            if len(self._profiles_here) >= _MAX_LOCAL_PROFILES:
+                self._profiles_here.clear()
+        self._profiles_here[sub] = (time.monotonic() + ttl, profile)
 
     async def _from_shared_cache(self, key: str) -> Principal | None:
         raw = await self._cache.get(key)
@@ -132,10 +162,17 @@ class PrincipalResolver:
         locked = await self._cache.add(lock, b"1", _LOCK_TTL_S)
         if not locked:
             # another worker is validating this token: wait for its answer in memcached
+            self.metrics.validation_lock_waits.inc()
             principal = await self._wait_for_other_worker(key)
             if principal is not None:
                 return principal
         try:
+            if locked:
+                # Another worker may have stored the principal and let go of the lock between
+                # our miss and our add: its answer stands, no second validation.
+                principal = await self._from_shared_cache(key)
+                if principal is not None:
+                    return principal
             if self._revoked_here.get(key, 0) > time.time() or await self._sessions.is_revoked(
                 token
             ):
@@ -194,6 +231,11 @@ class PrincipalResolver:
         """The user's profile and whether it is complete (False: ask again soon)."""
         if not self._settings.profile_ttl_s:
             return None, True
+        # The profiles this process saw come first: with memcached down, every validation
+        # would otherwise ask /userinfo again (Auth0 allows 5 calls a minute per user).
+        here = self._profiles_here.get(sub)
+        if here is not None and here[0] > time.monotonic():
+            return here[1], here[1] is not None
         profile_key = cache_key(self._ns, "profile", sub)
         raw = await self._cache.get(profile_key)
         if raw is not None:
@@ -202,14 +244,22 @@ class PrincipalResolver:
                 return cached, True
             except ValueError:
                 pass
+        # concurrent validations of one user's tokens share one /userinfo call
+        return await self._profile_flights.run(sub, lambda: self._fetch_profile(sub, token))
+
+    async def _fetch_profile(self, sub: str, token: str) -> tuple[dict[str, Any] | None, bool]:
+        profile: dict[str, Any] | None
         try:
-            info = await self._auth0.userinfo(token)
+            profile = await self._auth0.userinfo(token)
         except GatewayError as exc:
             # the token itself is valid (checked locally); the profile can wait
             log.warning("userinfo unavailable for a profile (%s); serving without it", exc.code)
+            profile = None
+        if profile is None:
+            self._keep_profile_here(sub, None, _PROFILE_RETRY_TTL_S)
             return None, False
-        await self.remember_profile(sub, info)
-        return info, True
+        await self.remember_profile(sub, profile)
+        return profile, True
 
     async def _store(self, key: str, principal: Principal, ttl: float) -> None:
         if ttl <= 0:

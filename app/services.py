@@ -12,9 +12,13 @@ from app.auth_flow import AuthFlow
 from app.cache import Cache, LocalTier, build_cache
 from app.clients.auth0 import Auth0AuthClient
 from app.clients.jwks import JwksCache
+from app.clients.management import ManagementClient, build_management_client
 from app.clients.token_validator import TokenValidator
+from app.db import Database, open_database
+from app.observability.metrics import Metrics
 from app.principals import PrincipalResolver
 from app.sessions import SessionCipher, SessionStore
+from app.users.session_index import UserSessionIndex
 from settings import Settings
 
 log = logging.getLogger("app.services")
@@ -33,10 +37,16 @@ class Services:
     sessions: SessionStore
     resolver: PrincipalResolver
     flow: AuthFlow
+    database: Database
+    management: ManagementClient
+    session_index: UserSessionIndex
 
 
-async def build_services(settings: Settings, stack: AsyncExitStack) -> Services:
-    """Build every service; ``stack`` closes them when the app stops."""
+async def build_services(
+    settings: Settings, stack: AsyncExitStack, *, metrics: Metrics | None = None
+) -> Services:
+    """Build every service; ``stack`` closes them when the app stops; ``metrics`` observe them."""
+    metrics = metrics or Metrics.from_environment(cache_url=settings.cache.url)
     http = await stack.enter_async_context(
         httpx.AsyncClient(
             base_url=settings.auth0.base_url,
@@ -47,7 +57,7 @@ async def build_services(settings: Settings, stack: AsyncExitStack) -> Services:
     )
     cache = build_cache(settings.cache)
     stack.push_async_callback(cache.close)
-    auth0 = Auth0AuthClient(http, settings.auth0)
+    auth0 = Auth0AuthClient(http, settings.auth0, on_call=metrics.observe_auth0_call)
     jwks = JwksCache(
         auth0.fetch_jwks,
         cache_s=settings.auth0.jwks_cache_s,
@@ -76,7 +86,9 @@ async def build_services(settings: Settings, stack: AsyncExitStack) -> Services:
         validator=validator,
         auth0=auth0,
         sessions=sessions,
+        metrics=metrics,
     )
+    session_index = UserSessionIndex(cache, namespace, cipher)
     flow = AuthFlow(
         auth0=auth0,
         validator=validator,
@@ -86,5 +98,21 @@ async def build_services(settings: Settings, stack: AsyncExitStack) -> Services:
         namespace=namespace,
         session_lifetime_s=settings.session.lifetime_s,
         grace_s=settings.session.refresh_grace_s,
+        session_index=session_index,
+        metrics=metrics,
     )
-    return Services(settings, http, cache, auth0, jwks, validator, sessions, resolver, flow)
+    database = open_database(settings.database, stack)
+    return Services(
+        settings,
+        http,
+        cache,
+        auth0,
+        jwks,
+        validator,
+        sessions,
+        resolver,
+        flow,
+        database=database,
+        management=build_management_client(settings, http, auth0, cache, cipher),
+        session_index=session_index,
+    )

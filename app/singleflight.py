@@ -14,11 +14,12 @@ class SingleFlight(Generic[T]):
 
     The shared call runs as its own task, so a caller that goes away (a client disconnecting)
     cancels only its own wait, never the call the others are waiting for. ``waits`` counts
-    callers that joined a call already in flight.
+    callers that joined a call already in flight; ``on_wait`` (a metric) is told of each.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_wait: Callable[[], object] | None = None) -> None:
         self._inflight: dict[str, asyncio.Task[T]] = {}
+        self._on_wait = on_wait
         self.waits = 0
 
     async def run(self, key: str, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -30,6 +31,8 @@ class SingleFlight(Generic[T]):
             task.add_done_callback(lambda done: self._finish(key, done))
         else:
             self.waits += 1
+            if self._on_wait is not None:
+                self._on_wait()
         return await asyncio.shield(task)
 
     def _finish(self, key: str, task: asyncio.Task[T]) -> None:

@@ -6,6 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from fastapi.security.base import SecurityBase
+from fastapi.security.utils import get_authorization_scheme_param
 
 from app.errors import InsufficientScope, Unauthorized
 from app.principal import Principal
@@ -35,6 +37,10 @@ async def bearer_token(
     request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> str:
     """The raw bearer token of the request, or 401 with an RFC 6750 challenge."""
+    return _checked_bearer(request, token)
+
+
+def _checked_bearer(request: Request, token: str | None) -> str:
     if not token:
         header = request.headers.get("authorization")
         if header is None:
@@ -55,12 +61,34 @@ async def bearer_token(
 BearerToken = Annotated[str, Depends(bearer_token)]
 
 
-async def current_principal(token: BearerToken, services: ServicesDep) -> Principal:
-    """The caller; an in-process cache hit returns without awaiting anything."""
-    principal = services.resolver.cached_nowait(token)
-    if principal is not None:
+class PrincipalScheme(SecurityBase):
+    """``oauth2_scheme`` as the docs page shows it, resolving the caller in the same call.
+
+    FastAPI resolves every dependency layer on every request, about 8 µs each against some
+    75 µs for a whole cached request (README, Performance): ``CurrentPrincipal`` is this one
+    layer, where ``BearerToken`` and ``ServicesDep`` underneath would make it three.
+    """
+
+    def __init__(self, declared: OAuth2PasswordBearer) -> None:
+        self.model = declared.model
+        self.scheme_name = declared.scheme_name
+
+    async def __call__(self, request: Request) -> Principal:
+        """The caller; an in-process cache hit returns without awaiting anything.
+
+        The caller's ``sub`` is left in ``request.state.sub`` for the access log.
+        """
+        scheme, param = get_authorization_scheme_param(request.headers.get("authorization"))
+        token = _checked_bearer(request, param if scheme.lower() == "bearer" else None)
+        services: Services = request.app.state.services
+        principal = services.resolver.cached_nowait(token)
+        if principal is None:
+            principal = await services.resolver.resolve(token)
+        request.state.sub = principal.sub
         return principal
-    return await services.resolver.resolve(token)
+
+
+current_principal = PrincipalScheme(oauth2_scheme)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -8,7 +8,7 @@ import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from app.deps.security import ServicesDep
 from app.errors import Unauthorized
@@ -19,6 +19,24 @@ router = APIRouter(prefix="/tokens", tags=["tokens"])
 
 class IntrospectionResponse(BaseModel):
     """RFC 7662 section 2.2; only ``active`` when the token is not active."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "active": True,
+                    "sub": "auth0|demo-viewer",
+                    "scope": "openid profile email",
+                    "exp": 1767225600,
+                    "client_id": "local-gateway",
+                    "permissions": ["read:venues"],
+                    "email": "viewer@venues.local",
+                    "token_type": "Bearer",
+                },
+                {"active": False},
+            ]
+        }
+    )
 
     active: bool
     sub: str | None = None

@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,7 +23,9 @@ ADMIN = ("admin@venues.local", "Admin-Passw0rd!")
 VIEWER = ("viewer@venues.local", "Viewer-Passw0rd!")
 
 
-def gateway_settings(emulator: RunningEmulator, cache_url: str, **overrides: Any) -> Settings:
+def gateway_settings(
+    emulator: RunningEmulator, cache_url: str, *, database_url: str | None = None, **overrides: Any
+) -> Settings:
     """Local settings pointing at ``emulator`` and ``cache_url``, namespaced per test."""
     data: dict[str, Any] = {
         "env": Environment.LOCAL,
@@ -30,6 +33,8 @@ def gateway_settings(emulator: RunningEmulator, cache_url: str, **overrides: Any
         "cache": {"url": cache_url, "namespace": f"t-{uuid.uuid4().hex[:8]}"},
         "introspection": {"clients": {"venue-service": "introspect-secret"}},
     }
+    if database_url is not None:
+        data["database"] = {"url": database_url}
     for section, values in overrides.items():
         if isinstance(values, dict) and isinstance(data.get(section), dict):
             data[section] = {**data[section], **values}
@@ -87,15 +92,27 @@ def no_token_leaks(
 
 @pytest.fixture
 async def gateway_factory(
-    emulator: RunningEmulator, memcached_server: MemcachedProcess, recorder: Recorder
+    emulator: RunningEmulator,
+    memcached_server: MemcachedProcess,
+    recorder: Recorder,
+    tmp_path: Path,
 ) -> AsyncIterator[Callable[..., Any]]:
-    """Start gateway apps (in-process ASGI, with their lifespan) against the emulator."""
+    """Start gateway apps (in-process ASGI, with their lifespan) against the emulator.
+
+    Their venue database is an SQLite file of the test's own unless ``database`` says otherwise.
+    """
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'venues.db'}"
     async with AsyncExitStack() as stack:
 
         async def factory(
             cache_url: str | None = None, **overrides: Any
         ) -> tuple[httpx.AsyncClient, Settings]:
-            settings = gateway_settings(emulator, cache_url or memcached_server.url, **overrides)
+            settings = gateway_settings(
+                emulator,
+                cache_url or memcached_server.url,
+                database_url=database_url,
+                **overrides,
+            )
             app = create_app(settings)
             manager = await stack.enter_async_context(LifespanManager(app))
             client = await stack.enter_async_context(

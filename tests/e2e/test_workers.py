@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,7 +20,9 @@ from tests.servers import MemcachedProcess, free_port, wait_for_port
 
 
 @pytest.fixture
-def two_workers(emulator: RunningEmulator, memcached_server: MemcachedProcess) -> Iterator[str]:
+def two_workers(
+    emulator: RunningEmulator, memcached_server: MemcachedProcess, tmp_path: Path
+) -> Iterator[str]:
     """``gateway serve --workers 2`` as real processes; yields its URL."""
     port = free_port()
     env = {
@@ -28,6 +31,7 @@ def two_workers(emulator: RunningEmulator, memcached_server: MemcachedProcess) -
         "GATEWAY_AUTH0__DOMAIN": emulator.url,
         "GATEWAY_CACHE__URL": memcached_server.url,
         "GATEWAY_CACHE__NAMESPACE": f"w-{uuid.uuid4().hex[:8]}",
+        "GATEWAY_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path / 'venues.db'}",
     }
     proc = subprocess.Popen(  # noqa: S603 - our own CLI, fixed argv
         [sys.executable, "-m", "app", "serve", "--port", str(port), "--workers", "2"],

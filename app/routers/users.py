@@ -1,0 +1,146 @@
+"""``/users``: sign-up, the caller's own account, and admin user management (Management API)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, status
+
+from app.client_ip import client_ip
+from app.deps.security import BearerToken, CurrentPrincipal, RequireScopes, ServicesDep
+from app.principal import Principal
+from app.responses import error_responses
+from app.users.schemas import (
+    AdminPatch,
+    AdminUserOut,
+    PasswordChange,
+    SelfPatch,
+    SignupRequest,
+    UserOut,
+    UserPageOut,
+)
+from app.users.service import UserService
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+async def user_service(services: ServicesDep) -> UserService:
+    """The user service over the app's services."""
+    return UserService.from_services(services)
+
+
+UsersDep = Annotated[UserService, Depends(user_service)]
+UserId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=256,
+        description="An Auth0 user id; URL-encode its `|` as `%7C`.",
+        examples=["auth0|65a1b2c3d4e5f6a7b8c9d0e1"],
+    ),
+]
+CanRead = Annotated[Principal, Depends(RequireScopes("read:users"))]
+CanUpdate = Annotated[Principal, Depends(RequireScopes("update:users"))]
+CanDelete = Annotated[Principal, Depends(RequireScopes("delete:users"))]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(400, 409, 422, 429, 502, 503),
+)
+async def create_user(
+    body: SignupRequest, request: Request, services: ServicesDep, users: UsersDep
+) -> UserOut:
+    """Sign up with an email, a password and a name (limited per client IP)."""
+    ip = client_ip(request, services.settings.trusted_proxies)
+    return UserOut.from_auth0(await users.sign_up(body, client_ip=ip))
+
+
+@router.get("/me", responses=error_responses(401, 404, 429, 502, 503))
+async def get_my_user(principal: CurrentPrincipal, users: UsersDep) -> UserOut:
+    """Your own account."""
+    return UserOut.from_auth0(await users.get_self(principal.sub))
+
+
+@router.patch("/me", responses=error_responses(400, 401, 404, 422, 429, 502, 503))
+async def update_my_user(principal: CurrentPrincipal, body: SelfPatch, users: UsersDep) -> UserOut:
+    """Change your name, nickname, picture or user_metadata."""
+    return UserOut.from_auth0(await users.update_self(principal.sub, body))
+
+
+@router.post(
+    "/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(400, 401, 403, 404, 422, 429, 502, 503),
+)
+async def change_my_password(
+    principal: CurrentPrincipal,
+    token: BearerToken,
+    body: PasswordChange,
+    request: Request,
+    services: ServicesDep,
+    users: UsersDep,
+) -> None:
+    """Change your password; your other sessions end, this one continues."""
+    ip = client_ip(request, services.settings.trusted_proxies)
+    await users.change_password(principal, token, body, client_ip=ip)
+
+
+@router.delete(
+    "/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(401, 404, 429, 502, 503),
+)
+async def delete_my_user(principal: CurrentPrincipal, users: UsersDep) -> None:
+    """Delete your account; every one of your sessions ends."""
+    await users.delete_self(principal.sub)
+
+
+@router.get("", responses=error_responses(400, 401, 403, 422, 429, 502, 503))
+async def list_users(
+    _: CanRead,
+    users: UsersDep,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=1000,
+            description="Auth0 user search (Lucene syntax).",
+            examples=["email:*@example.com"],
+        ),
+    ] = None,
+    page: Annotated[int, Query(ge=0, le=1000, description="0-based.")] = 0,
+    per_page: Annotated[int, Query(ge=1, le=50)] = 50,
+) -> UserPageOut:
+    """Search users (needs read:users)."""
+    found = await users.search(q or None, page, per_page)
+    return UserPageOut(
+        users=[AdminUserOut.from_auth0(u) for u in found.users],
+        page=page,
+        per_page=per_page,
+        total=found.total,
+    )
+
+
+@router.get("/{user_id}", responses=error_responses(401, 403, 404, 429, 502, 503))
+async def get_user(user_id: UserId, _: CanRead, users: UsersDep) -> AdminUserOut:
+    """One user (needs read:users)."""
+    return AdminUserOut.from_auth0(await users.get(user_id))
+
+
+@router.patch("/{user_id}", responses=error_responses(400, 401, 403, 404, 409, 422, 429, 502, 503))
+async def update_user(
+    user_id: UserId, body: AdminPatch, _: CanUpdate, users: UsersDep
+) -> AdminUserOut:
+    """Change a user, block or unblock (needs update:users)."""
+    return AdminUserOut.from_auth0(await users.update(user_id, body))
+
+
+@router.delete(
+    "/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(401, 403, 404, 429, 502, 503),
+)
+async def delete_user(user_id: UserId, _: CanDelete, users: UsersDep) -> None:
+    """Delete a user and end the user's sessions (needs delete:users)."""
+    await users.delete(user_id)

@@ -1,0 +1,70 @@
+"""Serving the gateway under uvicorn: ``gateway serve`` and the options tests serve it with.
+
+- One mechanism for the client IP: uvicorn's proxy-header parsing is off, because it would
+  trust ``FORWARDED_ALLOW_IPS`` (127.0.0.1 by default) behind the gateway's back; the app reads
+  ``X-Forwarded-For`` itself and only from ``GATEWAY_TRUSTED_PROXIES`` (:mod:`app.client_ip`),
+  under any server, tests included.
+- Logs are JSON lines on stdout (:func:`app.observability.logging.uvicorn_log_config`), uvicorn's
+  access log is off (it prints query strings) in favour of the gateway's own.
+- With several workers every worker writes its metrics to one fresh directory
+  (``PROMETHEUS_MULTIPROC_DIR``), removed on exit; an operator's own directory is used as is.
+- On SIGTERM uvicorn stops accepting, lets requests in flight finish for up to
+  ``graceful_timeout_s`` seconds, runs the lifespan shutdown (closing memcached, the HTTP client
+  and the database) and exits.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+
+from app.observability.logging import uvicorn_log_config
+from app.observability.metrics import MULTIPROC_ENV
+
+APP_FACTORY = "app.main:create_app"
+
+SERVER_OPTIONS: dict[str, Any] = {
+    "proxy_headers": False,
+    "server_header": False,
+    "access_log": False,
+}
+"""uvicorn options every way of serving the gateway shares (see the module docstring)."""
+
+
+@contextmanager
+def multiprocess_metrics_dir(workers: int) -> Iterator[str | None]:
+    """Set ``PROMETHEUS_MULTIPROC_DIR`` for ``workers`` > 1 to a fresh directory while serving."""
+    existing = os.environ.get(MULTIPROC_ENV)
+    if existing or workers <= 1:
+        yield existing or None
+        return
+    path = tempfile.mkdtemp(prefix="gateway-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield path
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def run(*, host: str, port: int, workers: int, graceful_timeout_s: int, log_level: str) -> None:
+    """Serve ``create_app`` (a factory: settings are read in each worker) until signalled."""
+    level = log_level.upper()
+    with multiprocess_metrics_dir(workers):
+        uvicorn.run(
+            APP_FACTORY,
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            timeout_graceful_shutdown=graceful_timeout_s,
+            log_config=uvicorn_log_config(level),
+            log_level=level.lower(),
+            **SERVER_OPTIONS,
+        )

@@ -1,0 +1,87 @@
+"""A fixed-window counter per subject (a client IP) in the shared cache, across workers.
+
+The window is ``window_s`` long and aligned to the epoch, so every worker counts into the same
+key (``<namespace>:<kind>:<sha256 of "subject:window">``). Counting uses the cache's atomic
+``incr`` when it has one (memcached, the in-memory cache), seeding a missing counter with
+``add``; a cache without ``incr`` falls back to read-then-write, which may under-count under
+races. When the cache is unreachable the limiter lets requests through (fail open): sign-up
+stays available, and Auth0's own limits still apply behind it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from app.cache import Cache, cache_key
+
+
+@runtime_checkable
+class SupportsIncr(Protocol):
+    """A cache with memcached's atomic ``incr``."""
+
+    async def incr(self, key: str, delta: int = 1) -> int | None:
+        """The new value, or None when ``key`` is absent (or the backend failed)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a hit is allowed, and how long until the window resets."""
+
+    allowed: bool
+    count: int
+    retry_after_s: int
+
+
+class FixedWindowLimiter:
+    """At most ``limit`` hits per subject per ``window_s``; ``limit`` 0 turns it off."""
+
+    def __init__(
+        self,
+        cache: Cache,
+        namespace: str,
+        kind: str,
+        *,
+        limit: int,
+        window_s: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Count into ``cache`` under ``namespace`` and ``kind``."""
+        self._cache = cache
+        self._ns = namespace
+        self._kind = kind
+        self.limit = limit
+        self.window_s = window_s
+        self._clock = clock
+
+    async def hit(self, subject: str) -> Verdict:
+        """Count one hit for ``subject``."""
+        now = self._clock()
+        window = math.floor(now / self.window_s)
+        retry_after = max(1, math.ceil((window + 1) * self.window_s - now))
+        if self.limit <= 0:
+            return Verdict(True, 0, retry_after)
+        key = cache_key(self._ns, self._kind, f"{subject}:{window}")
+        count = await self._increment(key, ttl_s=retry_after + 1)
+        return Verdict(count <= self.limit, count, retry_after)
+
+    async def _increment(self, key: str, *, ttl_s: float) -> int:
+        cache = self._cache
+        if isinstance(cache, SupportsIncr):
+            count = await cache.incr(key)
+            if count is not None:
+                return count
+            if await cache.add(key, b"1", ttl_s):
+                return 1  # also when the cache is down: add then "wins" (fail open)
+            return await cache.incr(key) or 1
+        raw = await cache.get(key)
+        try:
+            count = int(raw or b"0") + 1
+        except ValueError:
+            count = 1
+        await cache.set(key, str(count).encode(), ttl_s)
+        return count

@@ -1,0 +1,677 @@
+"""``make bench``: the gateway against the limit of its own stack and against a peer, in one run.
+
+Starts memcached, the emulator (:mod:`bench.emulator`), the gateway (:mod:`bench.app`) and the
+peer (:mod:`bench.peer_app`) as processes on free loopback ports, pins the servers and the load
+generator (wrk, with memcached and the emulators) to different cores when there are two or
+more, warms up, drives each scenario with wrk and prints one table, written as JSON to
+``bench/results/<timestamp>.json`` as well:
+
+(a) the limit: ``GET /bench/limit``, an unauthenticated route of the same app answering
+    ``/auth/me``'s body (same handler, same bytes);
+(b) ``GET /auth/me`` with a cached token (the in-process tier's hit path);
+(c) ``GET /venues/{id}`` with a cached token (when the app has the route);
+(d) the peer: ``GET /auth/me`` of a small app protected by ``auth0-fastapi-api``;
+(e) cold tokens: each request a different valid token, under 100 connections, with the
+    gateway's validations and the Auth0 calls per distinct token;
+(f) garbage tokens: rejected requests per second, and the Auth0 calls (must be zero).
+
+Each row: requests per second, p50 and p99 latency, the ratios to (a), the Auth0 calls, the
+server's peak RSS and, with several workers, the connections each worker held.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import datetime as dt
+import json
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from app.clients.token_validator import TokenValidator
+from bench.emulator import AUDIENCE
+from bench.load import Run, run_wrk
+from bench.procs import ROOT, Pinning, Process, Server, free_port, wait_until
+from bench.report import load_average, machine, table
+
+RESULTS_DIR = ROOT / "bench" / "results"
+
+#: a 1-minute load average above this before the run means someone else was using the cores
+BUSY_LOAD = 0.5
+#: (e)'s second half: this many new tokens, each sent on every connection at once
+BURST_TOKENS = 20
+
+#: The issue's targets for one worker: (b) against (a) and (d), and the RSS growth.
+TARGETS = {
+    "b_rps_vs_a": 0.85,  # at least
+    "b_p99_vs_a": 1.5,  # at most
+    "b_rps_vs_d": 1.7,  # at least
+    "rss_growth": 0.10,  # below, over soak_requests cached-token requests
+}
+
+
+@dataclass(frozen=True)
+class Options:
+    """What one run does; every duration is in seconds."""
+
+    workers: int = 1
+    launcher: str = "uvicorn"
+    duration: float = 10.0
+    warmup: float = 2.0
+    cold_duration: float = 5.0
+    cold_tokens: int = 20_000
+    connections: int = 100
+    threads: int = 1
+    soak_requests: int = 200_000
+    scenarios: str = "abcdef"
+    log_level: str = "INFO"
+    out_dir: Path = RESULTS_DIR
+    strict: bool = False
+    keep_logs: bool = False
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Options:
+    """The options of ``python -m bench.run``."""
+    defaults = Options()
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description=(__doc__ or "").split("\n\n", 1)[0]
+    )
+    parser.add_argument("--workers", type=int, default=defaults.workers)
+    parser.add_argument(
+        "--launcher",
+        choices=("uvicorn", "reuseport"),
+        default=defaults.launcher,
+        help="with --workers N: uvicorn's shared socket, or one SO_REUSEPORT socket per worker",
+    )
+    parser.add_argument("--duration", type=float, default=defaults.duration)
+    parser.add_argument("--warmup", type=float, default=defaults.warmup)
+    parser.add_argument("--cold-duration", type=float, default=defaults.cold_duration)
+    parser.add_argument(
+        "--cold-tokens",
+        type=int,
+        default=defaults.cold_tokens,
+        help="distinct tokens minted for (e); more than (e) can use in --cold-duration",
+    )
+    parser.add_argument("--connections", type=int, default=defaults.connections)
+    parser.add_argument("--threads", type=int, default=defaults.threads, help="wrk threads")
+    parser.add_argument("--soak-requests", type=int, default=defaults.soak_requests)
+    parser.add_argument("--scenarios", default=defaults.scenarios, help="e.g. abd")
+    parser.add_argument(
+        "--log-level",
+        default=defaults.log_level,
+        help="the servers' log level; INFO (gateway serve's default) logs every request",
+    )
+    parser.add_argument("--out-dir", type=Path, default=defaults.out_dir)
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--keep-logs", action="store_true", help="keep the processes' logs (printed at the end)"
+    )
+    args = parser.parse_args(argv)
+    if args.workers < 1 or args.connections < 1 or args.threads < 1:
+        parser.error("--workers, --connections and --threads must be at least 1")
+    return Options(**vars(args))
+
+
+# -- tokens --------------------------------------------------------------------------------
+
+
+def garbage_tokens(valid: str, kid: str, count: int = 1200) -> list[str]:
+    """What an attacker or a broken client sends: none of it is a token the tenant issued.
+
+    Six kinds in equal parts: random printable strings, three dot-separated random segments,
+    over-long values, ``alg: none`` with the real claims, the real token with its signature
+    bytes changed, and the real claims signed by a stranger's key under the tenant's ``kid``.
+    Unknown ``kid`` values are left out on purpose: they are the key-rotation path (one JWKS
+    refetch per 30 s at most), tested in ``tests/clients/test_jwks.py``. So are dot-less
+    base64url strings, which the gateway takes for opaque tokens (asked at ``/userinfo``).
+    """
+    header, payload, signature = valid.split(".")
+    claims = jwt.decode(valid, options={"verify_signature": False})
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    printable = "".join(chr(c) for c in range(0x21, 0x7F))
+    none_header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode()
+    out: list[str] = []
+    for i in range(count):
+        kind = i % 6
+        if kind == 0:
+            text = "".join(secrets.choice(printable) for _ in range(20 + i % 700))
+            # a dot-less base64url string of 16+ characters is an opaque token: keep a bad one
+            out.append(text if "." in text or not text.isalnum() else text + "!")
+        elif kind == 1:
+            out.append(".".join(secrets.token_urlsafe(8 + i % 300) for _ in range(3)))
+        elif kind == 2:
+            out.append(secrets.token_urlsafe(4200))
+        elif kind == 3:
+            out.append(f"{none_header}.{payload}.")
+        elif kind == 4:
+            flip = secrets.token_urlsafe(12)
+            out.append(f"{header}.{payload}.{flip}{signature[len(flip) :]}")
+        else:
+            if i % 60 == 5:  # a handful of distinct signatures: RSA signing is slow
+                forged = jwt.encode(
+                    {**claims, "sub": f"auth0|forged-{i}"},
+                    stranger,
+                    algorithm="RS256",
+                    headers={"kid": kid},
+                )
+            out.append(forged)
+    return out
+
+
+def limit_principal(emulator_url: str, token: str) -> str:
+    """The principal ``/auth/me`` will answer for ``token``, built with the gateway's code."""
+    claims = jwt.decode(token, options={"verify_signature": False})
+    profile = httpx.get(
+        f"{emulator_url}/userinfo", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    profile.raise_for_status()
+    return TokenValidator.principal_from_claims(claims, profile.json()).model_dump_json()
+
+
+async def burst(url: str, tokens: Sequence[str], connections: int) -> list[int]:
+    """For each token in turn: ``connections`` concurrent ``GET /auth/me``; every status."""
+    statuses: list[int] = []
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        for token in tokens:
+            headers = {"Authorization": f"Bearer {token}"}
+            responses = await asyncio.gather(
+                *(client.get("/auth/me", headers=headers) for _ in range(connections))
+            )
+            statuses.extend(r.status_code for r in responses)
+    return statuses
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One line of the table."""
+
+    key: str
+    label: str
+    rps: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    rps_vs_a: float | None = None
+    p99_vs_a: float | None = None
+    non_2xx: int | None = None
+    socket_errors: int | None = None
+    requests: int | None = None
+    auth0_calls: int | None = None
+    peak_rss_mib: float | None = None
+    connections_per_worker: list[int] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    skipped: str | None = None
+
+
+class Bench:
+    """Owns the processes and the scratch directory of one run."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.pinning = Pinning.detect()
+        self.tmp = Path(tempfile.mkdtemp(prefix="venue-gateway-bench-"))
+        self.processes: list[Process] = []
+        self.rows: dict[str, Row] = {}
+        self.notes: list[str] = []
+        self.started_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.load_before = load_average()
+
+    def __enter__(self) -> Bench:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+        if self.options.keep_logs:
+            print(f"bench: logs kept in {self.tmp}")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- setup ---------------------------------------------------------------------------
+
+    def _spawn(self, name: str, argv: list[str], env: Mapping[str, str] | None = None) -> Process:
+        proc = Process(name, argv, {**os.environ, **(env or {})}, self.tmp / f"{name}.log")
+        self.processes.append(proc)
+        return proc
+
+    def _server(self, name: str, app: str, env: Mapping[str, str]) -> Server:
+        port = free_port()
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.serve",
+            "--app",
+            app,
+            "--port",
+            str(port),
+            "--workers",
+            str(self.options.workers),
+            "--launcher",
+            self.options.launcher,
+        ]
+        argv += ["--log-level", self.options.log_level]
+        server = Server(
+            name,
+            self.pinning.wrap(argv, self.pinning.server),
+            {**os.environ, **env},
+            self.tmp / f"{name}.log",
+            port=port,
+            workers=self.options.workers,
+            stats_dir=self.tmp / f"{name}-stats",
+        )
+        self.processes.append(server)
+        return server
+
+    def _emulator(self, name: str, mint: int, issuer: str | None = None) -> tuple[str, Process]:
+        port = free_port()
+        tokens = self.tmp / f"{name}-tokens.txt"
+        argv = [sys.executable, "-m", "bench.emulator", "--port", str(port)]
+        argv += ["--mint", str(mint), "--tokens-out", str(tokens)]
+        if issuer is not None:
+            argv += ["--issuer", issuer.format(port=port)]
+        # not pinned while it mints (one signing process per core), pinned once it serves
+        return f"http://127.0.0.1:{port}", self._spawn(name, argv)
+
+    def start(self) -> None:
+        """memcached, both emulators, the gateway and the peer; all ready to serve."""
+        opts = self.options
+        memcached_port = free_port()
+        memcached = ["memcached", "-l", "127.0.0.1", "-p", str(memcached_port), "-U", "0"]
+        memcached += ["-m", "256", "-c", "4096", "-t", "1"]
+        if os.geteuid() == 0:
+            memcached += ["-u", "root"]
+        self._spawn("memcached", self.pinning.wrap(memcached, self.pinning.load))
+        cold_count = opts.cold_tokens + BURST_TOKENS if "e" in opts.scenarios else 0
+        self.emulator_url, emulator = self._emulator("emulator", 2 + cold_count)
+        # the peer's tenant: an https issuer, which the plugin insists on (bench/peer_app.py)
+        self.peer_emulator_url, peer_emulator = self._emulator(
+            "peer-emulator", 1, issuer="https://127.0.0.1:{port}/"
+        )
+        for proc, url in ((emulator, self.emulator_url), (peer_emulator, self.peer_emulator_url)):
+            tokens_file = self.tmp / f"{proc.name}-tokens.txt"
+
+            def up(proc: Process = proc, url: str = url, tokens_file: Path = tokens_file) -> bool:
+                proc.check_alive()
+                return tokens_file.exists() and httpx.get(f"{url}/.well-known/jwks.json").is_success
+
+            wait_until(up, proc.name, timeout_s=180)
+            self.pinning.move(proc.pid, self.pinning.load)
+        tokens = (self.tmp / "emulator-tokens.txt").read_text().split()
+        self.token, self.admin_token = tokens[0], tokens[1]
+        cold, self.burst_tokens = tokens[2:-BURST_TOKENS], tokens[-BURST_TOKENS:]
+        self.cold_file = self.tmp / "cold-tokens.txt"
+        self.cold_file.write_text("\n".join(cold) + "\n")
+        self.cold_count = len(cold)
+        self.peer_token = (self.tmp / "peer-emulator-tokens.txt").read_text().split()[0]
+        kid = jwt.get_unverified_header(self.token)["kid"]
+        self.garbage_file = self.tmp / "garbage-tokens.txt"
+        self.garbage_file.write_text("\n".join(garbage_tokens(self.token, kid)) + "\n")
+
+        self.gateway = self._server(
+            "gateway",
+            "bench.app:create_bench_app",
+            {
+                "GATEWAY_ENV": "local",
+                "GATEWAY_AUTH0__DOMAIN": self.emulator_url,
+                "GATEWAY_CACHE__URL": f"memcached://127.0.0.1:{memcached_port}",
+                "GATEWAY_CACHE__NAMESPACE": f"bench-{secrets.token_hex(4)}",
+                "GATEWAY_DATABASE__URL": f"sqlite+aiosqlite:///{self.tmp / 'venues.db'}",
+                "BENCH_LIMIT_PRINCIPAL": limit_principal(self.emulator_url, self.token),
+            },
+        )
+        self.peer = self._server(
+            "peer",
+            "bench.peer_app:create_peer_app",
+            {
+                "BENCH_PEER_DOMAIN": self.peer_emulator_url.removeprefix("http://"),
+                "BENCH_PEER_AUDIENCE": AUDIENCE,
+            },
+        )
+        self.gateway.wait_ready()
+        self.peer.wait_ready()
+        self.client = httpx.Client(timeout=10)
+        self._check_bodies()
+        self.venue_path = self._venue_path() if "c" in self.options.scenarios else None
+        if self.pinning.load is not None:
+            # from here on this process is load too ((e)'s bursts): keep it off the servers' cores
+            os.sched_setaffinity(0, self.pinning.load)
+
+    def _check_bodies(self) -> None:
+        me = self.client.get(f"{self.gateway.url}/auth/me", headers=self._bearer(self.token))
+        limit = self.client.get(f"{self.gateway.url}/bench/limit")
+        peer = self.client.get(f"{self.peer.url}/auth/me", headers=self._bearer(self.peer_token))
+        for name, response in (("/auth/me", me), ("/bench/limit", limit), ("peer", peer)):
+            if response.status_code != 200:
+                raise RuntimeError(f"{name} answered {response.status_code}: {response.text}")
+        if me.content != limit.content:
+            raise RuntimeError("/bench/limit must answer /auth/me's body byte for byte")
+        self.body_bytes = {"a_b": len(me.content), "d": len(peer.content)}
+
+    def _venue_path(self) -> str | None:
+        """``/venues/<id>`` of a venue made for the run, or None when the app has no venues."""
+        schema = self.client.get(f"{self.gateway.url}/openapi.json").json()
+        if "/venues/{venue_id}" not in schema.get("paths", {}):
+            return None
+        admin = self._bearer(self.admin_token)
+        listed = self.client.get(f"{self.gateway.url}/venues", headers=admin)
+        items = listed.json().get("items", []) if listed.is_success else []
+        if not items:
+            created = self.client.post(
+                f"{self.gateway.url}/venues",
+                headers=admin,
+                json={
+                    "name": "Bench Hall",
+                    "address": "Benchstraße 1",
+                    "city": "Berlin",
+                    "country": "DE",
+                    "timezone": "Europe/Berlin",
+                    "capacity": 1200,
+                },
+            )
+            if not created.is_success:
+                self.notes.append(f"(c) skipped: creating a venue answered {created.status_code}")
+                return None
+            items = [created.json()]
+        return f"/venues/{items[0]['id']}"
+
+    @staticmethod
+    def _bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    # -- measuring -----------------------------------------------------------------------
+
+    def _auth0_calls(self, url: str) -> dict[str, int]:
+        """Requests per route the emulator at ``url`` served since the last reset."""
+        requests: dict[str, int] = self.client.get(f"{url}/__emulator/stats").json()["requests"]
+        return requests
+
+    def _reset_auth0_calls(self, url: str) -> None:
+        self.client.post(f"{url}/__emulator/stats/reset").raise_for_status()
+
+    def _validations(self) -> int:
+        return sum(c["validations"] for c in self.gateway.counters().values())
+
+    def _wrk(self, server: Server, path: str, env: Mapping[str, str], seconds: float) -> Run:
+        opts = self.options
+        return run_wrk(
+            server.url + path,
+            duration=seconds,
+            connections=opts.connections,
+            threads=opts.threads,
+            pinning=self.pinning,
+            env=env,
+            during=server.connections_per_worker,
+        )
+
+    def _measure(
+        self,
+        key: str,
+        label: str,
+        server: Server,
+        path: str,
+        env: Mapping[str, str],
+        *,
+        emulator_url: str,
+        seconds: float,
+    ) -> Row:
+        self._reset_auth0_calls(emulator_url)
+        run = self._wrk(server, path, env, seconds)
+        calls = self._auth0_calls(emulator_url)
+        row = Row(
+            key=key,
+            label=label,
+            rps=run.rps,
+            p50_ms=run.p50_ms,
+            p99_ms=run.p99_ms,
+            non_2xx=run.non_2xx,
+            socket_errors=run.socket_errors,
+            requests=run.requests,
+            auth0_calls=sum(calls.values()),
+            peak_rss_mib=server.memory_kib()["peak"] / 1024,
+            connections_per_worker=list(run.raw.get("sampled", {}).values()),
+            extra={"requests_sent": run.sent, "auth0_calls_by_route": calls},
+        )
+        a = self.rows.get("a")
+        if a is not None and a.rps and a.p99_ms:
+            row.rps_vs_a = run.rps / a.rps
+            row.p99_vs_a = run.p99_ms / a.p99_ms
+        self.rows[key] = row
+        return row
+
+    def run(self) -> dict[str, Any]:
+        """Every scenario in order; the result document."""
+        opts = self.options
+        wanted = opts.scenarios
+        cached = {"BENCH_WRK_MODE": "bearer", "BENCH_WRK_TOKEN": self.token}
+        peer = {"BENCH_WRK_MODE": "bearer", "BENCH_WRK_TOKEN": self.peer_token}
+        plain = {"BENCH_WRK_MODE": "none"}
+        gateway_runs: list[tuple[str, str, str, dict[str, str]]] = [
+            ("a", "(a) limit: GET /bench/limit, no auth", "/bench/limit", plain),
+            ("b", "(b) GET /auth/me, cached token", "/auth/me", cached),
+        ]
+        if self.venue_path is not None:
+            gateway_runs.append(
+                ("c", f"(c) GET {self.venue_path}, cached", self.venue_path, cached)
+            )
+        elif "c" in wanted:
+            self.rows["c"] = Row("c", "(c) GET /venues/{id}", skipped="the app has no venues")
+        gateway_runs = [r for r in gateway_runs if r[0] in wanted]
+
+        for _, _, path, env in gateway_runs:
+            self._wrk(self.gateway, path, env, opts.warmup)
+        if "d" in wanted:
+            self._wrk(self.peer, "/auth/me", peer, opts.warmup)
+
+        soak_start = self.gateway.memory_kib()
+        soaked = 0
+        for key, label, path, env in gateway_runs:
+            row = self._measure(
+                key,
+                label,
+                self.gateway,
+                path,
+                env,
+                emulator_url=self.emulator_url,
+                seconds=opts.duration,
+            )
+            soaked += row.requests or 0
+        topped_up = 0
+        while gateway_runs and soaked < opts.soak_requests and topped_up < 20:
+            soaked += self._wrk(self.gateway, "/auth/me", cached, opts.duration).requests
+            topped_up += 1
+        soak_end = self.gateway.memory_kib()
+
+        if "d" in wanted:
+            self._measure(
+                "d",
+                "(d) peer: auth0-fastapi-api GET /auth/me",
+                self.peer,
+                "/auth/me",
+                peer,
+                emulator_url=self.peer_emulator_url,
+                seconds=opts.duration,
+            )
+        if "e" in wanted:
+            self._cold()
+        if "f" in wanted:
+            garbage = {"BENCH_WRK_MODE": "tokens", "BENCH_WRK_TOKENS_FILE": str(self.garbage_file)}
+            row = self._measure(
+                "f",
+                "(f) garbage tokens, rejected",
+                self.gateway,
+                "/auth/me",
+                garbage,
+                emulator_url=self.emulator_url,
+                seconds=opts.duration,
+            )
+            row.extra["rejected_401"] = row.non_2xx
+        return self._document(soak_start, soak_end, soaked)
+
+    def _cold(self) -> None:
+        """(e): a new token per request under wrk, then bursts of one new token on every
+        connection at once; both count the gateway's validations and the Auth0 calls."""
+        opts = self.options
+        before = self._validations()
+        env = {"BENCH_WRK_MODE": "tokens", "BENCH_WRK_TOKENS_FILE": str(self.cold_file)}
+        row = self._measure(
+            "e",
+            "(e) cold: a new valid token per request",
+            self.gateway,
+            "/auth/me",
+            env,
+            emulator_url=self.emulator_url,
+            seconds=opts.cold_duration,
+        )
+        time.sleep(0.5)  # the requests wrk left in flight when it stopped finish
+        validations = self._validations() - before
+        answered = row.requests or 0
+        sent = int(row.extra["requests_sent"])
+        reused = max(0, sent - self.cold_count)
+        # Each token was sent once, so between "answered" and "sent" tokens reached the gateway:
+        # fewer validations means a token was let through unvalidated, more means one twice.
+        row.extra.update(
+            tokens_minted=self.cold_count,
+            tokens_answered=answered,
+            tokens_sent=sent,
+            validations=validations,
+            validations_per_token=validations / answered if answered else None,
+            one_validation_per_token=not reused and answered <= validations <= sent,
+            auth0_calls_per_token=(row.auth0_calls or 0) / answered if answered else None,
+        )
+        if reused:
+            self.notes.append(
+                f"(e) ran out of its {self.cold_count} tokens ({reused} requests reused one): "
+                "raise --cold-tokens"
+            )
+
+        self._reset_auth0_calls(self.emulator_url)
+        before = self._validations()
+        statuses = asyncio.run(burst(self.gateway.url, self.burst_tokens, opts.connections))
+        row.extra["burst"] = {
+            "tokens": len(self.burst_tokens),
+            "requests": len(statuses),
+            "non_200": sum(1 for status in statuses if status != 200),
+            "validations": self._validations() - before,
+            "auth0_calls": sum(self._auth0_calls(self.emulator_url).values()),
+        }
+
+    # -- the result ----------------------------------------------------------------------
+
+    def _document(
+        self, soak_start: dict[str, int], soak_end: dict[str, int], soaked: int
+    ) -> dict[str, Any]:
+        rows = self.rows
+        growth = (soak_end["rss"] - soak_start["rss"]) / soak_start["rss"] if soaked else None
+        checks: dict[str, dict[str, Any]] = {}
+
+        def check(name: str, value: float | None, ok: bool | None, target: str) -> None:
+            checks[name] = {"value": value, "target": target, "met": ok}
+
+        a, b, d, e, f = (rows.get(k) for k in "abdef")
+        if a and b and b.rps_vs_a is not None and b.p99_vs_a is not None:
+            check("b_rps_vs_a", b.rps_vs_a, b.rps_vs_a >= TARGETS["b_rps_vs_a"], ">= 0.85")
+            check("b_p99_vs_a", b.p99_vs_a, b.p99_vs_a <= TARGETS["b_p99_vs_a"], "<= 1.5")
+        if b and d and b.rps and d.rps:
+            ratio = b.rps / d.rps
+            check("b_rps_vs_d", ratio, ratio >= TARGETS["b_rps_vs_d"], ">= 1.7")
+        if e is not None:
+            one = bool(e.extra.get("one_validation_per_token"))
+            check(
+                "e_one_validation_per_token",
+                e.extra.get("validations"),
+                one,
+                f"between answered ({e.extra['tokens_answered']}) "
+                f"and sent ({e.extra['tokens_sent']})",
+            )
+            burst_run = e.extra["burst"]
+            check(
+                "e_burst_validations",
+                burst_run["validations"],
+                burst_run["validations"] == burst_run["tokens"] and not burst_run["non_200"],
+                f"== {burst_run['tokens']} tokens x {self.options.connections} connections at once",
+            )
+        if f is not None:
+            check("f_auth0_calls", f.auth0_calls, f.auth0_calls == 0, "== 0")
+        if growth is not None:
+            check(
+                "rss_growth",
+                growth,
+                growth < TARGETS["rss_growth"] and soaked >= self.options.soak_requests,
+                f"< 10% over {self.options.soak_requests} requests (ran {soaked})",
+            )
+        for row in rows.values():
+            if row.skipped is None and row.key != "f" and (row.non_2xx or row.socket_errors):
+                self.notes.append(
+                    f"{row.label}: {row.non_2xx} non-2xx answers, {row.socket_errors} socket errors"
+                )
+        busy = self.load_before[0] > BUSY_LOAD
+        if busy:
+            self.notes.append(
+                f"the machine was busy before the run (load average {self.load_before[0]:.2f}): "
+                "other processes competed for the cores, numbers are pessimistic and noisy"
+            )
+        return {
+            "started_at": self.started_at,
+            "machine": machine(),
+            "load_average": {"before": self.load_before, "after": load_average()},
+            "options": {
+                k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.options).items()
+            },
+            "pinning": {"server_cores": self.pinning.server, "load_cores": self.pinning.load},
+            "body_bytes": self.body_bytes,
+            "rows": {k: asdict(rows[k]) for k in sorted(rows)},
+            "soak": {
+                "requests": soaked,
+                "rss_kib_before": soak_start["rss"],
+                "rss_kib_after": soak_end["rss"],
+                "growth": growth,
+            },
+            "gateway_workers": self.gateway.counters(),
+            "checks": checks,
+            "notes": self.notes,
+        }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; print the table and write the JSON."""
+    options = parse_args(argv)
+    if shutil.which("wrk") is None or shutil.which("memcached") is None:
+        print("bench needs wrk and memcached (make bench installs them)", file=sys.stderr)
+        return 2
+    with Bench(options) as bench:
+        print(
+            f"bench: starting (workers={options.workers}, launcher={options.launcher}, "
+            f"pinning server={bench.pinning.server} load={bench.pinning.load})",
+            flush=True,
+        )
+        bench.start()
+        print("bench: measuring", flush=True)
+        document = bench.run()
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = document["started_at"].replace(":", "").replace("-", "")
+    path = options.out_dir / f"{stamp}-w{options.workers}-{options.launcher}.json"
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    print(table(document))
+    print(f"\nwritten: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    missed = [name for name, check in document["checks"].items() if not check["met"]]
+    return 1 if options.strict and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

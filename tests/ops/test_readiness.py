@@ -1,0 +1,74 @@
+"""``/healthz`` touches nothing; ``/readyz`` names the component that is not ready."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tests.servers import MemcachedProcess, free_port
+
+Factory = Callable[..., Any]
+
+
+async def test_ready_with_every_component(gateway_factory: Factory) -> None:
+    gateway, _ = await gateway_factory()
+    response = await gateway.get("/readyz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ready"
+    assert set(body["components"]) == {"cache", "jwks", "database"}
+    assert all(component["ok"] for component in body["components"].values())
+    assert body["components"]["cache"]["backend"] == "memcached"
+    assert body["components"]["database"]["backend"] == "sqlite"
+
+
+async def test_memcached_down_is_not_ready_and_named(
+    gateway_factory: Factory, memcached: MemcachedProcess
+) -> None:
+    gateway, settings = await gateway_factory(cache_url=memcached.url)
+    assert (await gateway.get("/readyz")).status_code == 200
+    memcached.stop()
+
+    response = await gateway.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "not_ready"
+    cache = body["components"]["cache"]
+    assert cache["ok"] is False
+    assert cache["backend"] == "memcached"
+    assert cache["detail"] == f"memcached did not answer within {settings.cache.timeout_s:g} s"
+    assert body["components"]["jwks"]["ok"] is True
+    assert body["components"]["database"]["ok"] is True
+
+
+async def test_memcached_back_is_ready_again(
+    gateway_factory: Factory, memcached: MemcachedProcess
+) -> None:
+    gateway, _ = await gateway_factory(cache_url=memcached.url)
+    memcached.stop()
+    assert (await gateway.get("/readyz")).status_code == 503
+    memcached.start()
+    assert (await gateway.get("/readyz")).status_code == 200
+
+
+async def test_unreachable_tenant_without_cached_keys_is_not_ready(
+    gateway_factory: Factory,
+) -> None:
+    gateway, _ = await gateway_factory(auth0={"domain": f"http://127.0.0.1:{free_port()}"})
+    response = await gateway.get("/readyz")
+    assert response.status_code == 503
+    jwks = response.json()["components"]["jwks"]
+    assert jwks["ok"] is False
+    assert jwks["detail"].startswith("tenant keys unreachable")
+
+
+async def test_liveness_needs_nothing(
+    gateway_factory: Factory, memcached: MemcachedProcess
+) -> None:
+    gateway, _ = await gateway_factory(
+        cache_url=memcached.url, auth0={"domain": f"http://127.0.0.1:{free_port()}"}
+    )
+    memcached.stop()
+    response = await gateway.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
