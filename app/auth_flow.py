@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import jwt
@@ -75,6 +76,10 @@ class AuthFlow:
         self._lifetime_s = session_lifetime_s
         self._grace_s = grace_s
         self._refreshes: SingleFlight[TokenResponse] = SingleFlight(self.metrics.refresh_waits.inc)
+        # one session start at a time per access token (identical tokens: see _start_session)
+        self._session_starts: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         # per user, the sessions' access tokens, so a password change can end the others
         self._session_index = session_index
 
@@ -100,11 +105,8 @@ class AuthFlow:
         claims = await self._validator.verify_jwt(access_token, allow_expired=True)
         session = await self._sessions.load(access_token)
         if session is not None:
-            try:
-                await self._auth0.revoke(session.refresh_token.get_secret_value())
-            except (UpstreamUnavailable, UpstreamMisconfigured) as exc:
-                # the only copy is deleted below, so the refresh token is unreachable anyway
-                log.warning("refresh token revocation failed (%s); session deleted", exc.code)
+            # the only copy is deleted below, so a failed revocation leaves it unreachable
+            await _revoke_quietly(self._auth0, session.refresh_token.get_secret_value(), "logout")
         until = int(claims.get("exp", time.time()))
         await self._sessions.delete(access_token)
         await self._sessions.mark_revoked(access_token, until)
@@ -166,6 +168,16 @@ class AuthFlow:
             delay = min(delay * 2, 0.2)
         return None
 
+    async def _retire_overwritten_session(self, access_token: str, refresh_token: str) -> None:
+        # Auth0 access tokens carry no jti: two logins of one user in the same second can get
+        # byte-identical tokens and so the same session key. The older refresh token would then
+        # stay live at Auth0 with no copy left here to revoke it.
+        existing = await self._sessions.load(access_token)
+        if existing is not None and existing.refresh_token.get_secret_value() != refresh_token:
+            await _revoke_quietly(
+                self._auth0, existing.refresh_token.get_secret_value(), "replacing a session"
+            )
+
     async def _start_session(
         self,
         tokens: TokenSet,
@@ -188,15 +200,17 @@ class AuthFlow:
         )
         principal = self._validator.principal_from_claims(claims, profile)
         now = int(time.time())
-        await self._sessions.save(
-            tokens.access_token,
-            Session(
-                refresh_token=refresh,
-                sub=principal.sub,
-                created_at=created_at,
-                expires_at=expires_at if expires_at is not None else now + self._lifetime_s,
-            ),
+        session = Session(
+            refresh_token=refresh,
+            sub=principal.sub,
+            created_at=created_at,
+            expires_at=expires_at if expires_at is not None else now + self._lifetime_s,
         )
+        key = cache_key(self._ns, "session-start", tokens.access_token)
+        lock = self._session_starts.setdefault(key, asyncio.Lock())
+        async with lock:
+            await self._retire_overwritten_session(tokens.access_token, refresh.get_secret_value())
+            await self._sessions.save(tokens.access_token, session)
         if profile is not None:
             await self._resolver.remember_profile(principal.sub, profile)
         await self._resolver.remember(tokens.access_token, principal)
@@ -214,6 +228,13 @@ class AuthFlow:
             expires_in=tokens.expires_in,
             scope=tokens.scope or " ".join(principal.scopes),
         )
+
+
+async def _revoke_quietly(auth0: Auth0AuthClient, refresh_token: str, why: str) -> None:
+    try:
+        await auth0.revoke(refresh_token)
+    except (UpstreamUnavailable, UpstreamMisconfigured) as exc:
+        log.warning("refresh token revocation failed (%s) while %s", exc.code, why)
 
 
 def _profile_from_id_token(id_token: str) -> dict[str, Any] | None:

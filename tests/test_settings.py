@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from settings import Environment, Settings, load_settings
 
-DEPLOYED = {
+DEPLOYED: dict[str, Any] = {
     "auth0": {
         "domain": "acme-dev.auth0.com",
         "client_id": "cid",
@@ -37,7 +38,7 @@ def test_local_points_at_the_emulator() -> None:
 
 
 def test_company_names_the_tenant_per_environment() -> None:
-    data = {**DEPLOYED, "auth0": {**DEPLOYED["auth0"], "domain": None}}
+    data: dict[str, Any] = {**DEPLOYED, "auth0": {**DEPLOYED["auth0"], "domain": None}}
     settings = Settings(env=Environment.INT, company="acme", **data)
     assert settings.auth0.base_url == "https://acme-int.auth0.com"
     assert settings.cache_namespace == "vg-int"
@@ -50,13 +51,19 @@ def test_deployed_environments_refuse_missing_settings(env: Environment) -> None
 
 
 def test_plain_http_is_refused_outside_local() -> None:
-    data = {**DEPLOYED, "auth0": {**DEPLOYED["auth0"], "domain": "http://acme.example"}}
+    data: dict[str, Any] = {
+        **DEPLOYED,
+        "auth0": {**DEPLOYED["auth0"], "domain": "http://acme.example"},
+    }
     with pytest.raises(ValidationError, match="plain-http"):
         Settings(env=Environment.DEV, **data)
 
 
 def test_prod_refuses_the_emulator() -> None:
-    data = {**DEPLOYED, "auth0": {**DEPLOYED["auth0"], "domain": "https://127.0.0.1:8001"}}
+    data: dict[str, Any] = {
+        **DEPLOYED,
+        "auth0": {**DEPLOYED["auth0"], "domain": "https://127.0.0.1:8001"},
+    }
     with pytest.raises(ValidationError, match="loopback"):
         Settings(
             env=Environment.PROD,
@@ -78,8 +85,9 @@ def test_secrets_come_from_files_named_like_the_variables(
 ) -> None:
     (tmp_path / "GATEWAY_AUTH0__CLIENT_SECRET").write_text("from-a-file")
     monkeypatch.setenv("GATEWAY_SECRETS_DIR", str(tmp_path))
-    assert load_settings().auth0.client_secret is not None
-    assert load_settings().auth0.client_secret.get_secret_value() == "from-a-file"
+    from_file = load_settings().auth0.client_secret
+    assert from_file is not None
+    assert from_file.get_secret_value() == "from-a-file"
     monkeypatch.setenv("GATEWAY_AUTH0__CLIENT_SECRET", "from-the-environment")
     secret = load_settings().auth0.client_secret
     assert secret is not None

@@ -272,3 +272,20 @@ class TestLogout:
         assert (await second.get("/auth/me", headers=bearer(token))).status_code == 200
         assert (await first.post("/auth/logout", headers=bearer(token))).status_code == 204
         assert (await second.get("/auth/me", headers=bearer(token))).status_code == 401
+
+
+class TestSameSecondLogins:
+    async def test_identical_tokens_leave_one_live_refresh_token(
+        self, gateway: httpx.AsyncClient, emulator: RunningEmulator
+    ) -> None:
+        # Auth0 tokens carry no jti: two logins in one second may get the same access token
+        for _ in range(5):
+            first, second = await asyncio.gather(login(gateway), login(gateway))
+            if first == second:
+                break
+        else:
+            raise AssertionError("five pairs of concurrent logins never shared a second")
+        live = [t for t in emulator.tenant.refresh_tokens.values() if emulator.tenant.is_live(t)]
+        assert len(live) == 1, "the overwritten session's refresh token must be revoked"
+        assert (await gateway.post("/auth/logout", headers=bearer(first))).status_code == 204
+        assert not any(emulator.tenant.is_live(t) for t in emulator.tenant.refresh_tokens.values())
