@@ -21,9 +21,17 @@ import jwt
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.cache import Cache, cache_key
+from app.cache_lock import CacheLock, wait_for
 from app.clients.auth0 import Auth0AuthClient, TokenSet
 from app.clients.token_validator import TokenValidator
-from app.errors import RefreshRejected, Unauthorized, UpstreamMisconfigured, UpstreamUnavailable
+from app.errors import (
+    CacheUnavailable,
+    GatewayError,
+    RefreshRejected,
+    Unauthorized,
+    UpstreamMisconfigured,
+    UpstreamUnavailable,
+)
 from app.observability.metrics import Metrics, counted
 from app.principals import PrincipalResolver
 from app.sessions import Session, SessionStore
@@ -33,9 +41,6 @@ if TYPE_CHECKING:
     from app.users.session_index import UserSessionIndex
 
 log = logging.getLogger("app.auth_flow")
-
-_REFRESH_LOCK_TTL_S = 15
-_REFRESH_WAIT_S = 10.0
 
 
 class TokenResponse(BaseModel):
@@ -65,6 +70,7 @@ class AuthFlow:
         grace_s: int,
         session_index: UserSessionIndex | None = None,
         metrics: Metrics | None = None,
+        upstream_timeout_s: float = 5.0,
     ) -> None:
         self.metrics = metrics or Metrics()
         self._auth0 = auth0
@@ -75,6 +81,8 @@ class AuthFlow:
         self._ns = namespace
         self._lifetime_s = session_lifetime_s
         self._grace_s = grace_s
+        # a refresh makes one token exchange and at most one JWKS fetch, each within the timeout
+        self._lock_ttl_s = 2 * upstream_timeout_s + 1
         self._refreshes: SingleFlight[TokenResponse] = SingleFlight(self.metrics.refresh_waits.inc)
         # one session start at a time per access token (identical tokens: see _start_session)
         self._session_starts: weakref.WeakValueDictionary[str, asyncio.Lock] = (
@@ -103,27 +111,34 @@ class AuthFlow:
     async def logout(self, access_token: str) -> None:
         """End the session: revoke the refresh token, forget it, deny the access token."""
         claims = await self._validator.verify_jwt(access_token, allow_expired=True)
+        until = int(claims.get("exp", time.time()))
+        # the denial first: other workers only learn of the logout through it, so a logout
+        # that cannot be recorded is refused (session kept) rather than half done
+        if not await self._sessions.mark_revoked(access_token, until):
+            raise CacheUnavailable("The logout could not be recorded; try again shortly.")
         session = await self._sessions.load(access_token)
         if session is not None:
             # the only copy is deleted below, so a failed revocation leaves it unreachable
             await _revoke_quietly(self._auth0, session.refresh_token.get_secret_value(), "logout")
-        until = int(claims.get("exp", time.time()))
         await self._sessions.delete(access_token)
-        await self._sessions.mark_revoked(access_token, until)
         await self._resolver.forget(access_token, until=until)
 
     async def _refresh_once(self, old_token: str) -> TokenResponse:
         answered = await self._grace_answer(old_token)
         if answered is not None:
             return answered
-        lock = cache_key(self._ns, "refresh-lock", old_token)
-        locked = await self._cache.add(lock, b"1", _REFRESH_LOCK_TTL_S)
-        if not locked:
+        lock = CacheLock(
+            self._cache, cache_key(self._ns, "refresh-lock", old_token), self._lock_ttl_s
+        )
+        if not await lock.acquire():
             self.metrics.refresh_lock_waits.inc()
-            answered = await self._wait_for_grace(old_token)
+            # as long as the lock lives the other worker may still be exchanging: a second
+            # exchange of the same refresh token would be reuse and revoke the whole family
+            answered = await wait_for(
+                lambda: self._grace_answer(old_token), self._lock_ttl_s, max_delay_s=0.2
+            )
             if answered is not None:
                 return answered
-            # the other worker failed or vanished; its lock is left to expire, never deleted here
         try:
             session = await self._sessions.load(old_token)
             if session is None:
@@ -135,38 +150,38 @@ class AuthFlow:
             except RefreshRejected:
                 await self._sessions.delete(old_token)
                 raise
-            response = await self._start_session(
-                tokens,
-                created_at=session.created_at,
-                expires_at=session.expires_at,
-                previous=session,
-                replaces=old_token,
-            )
-            await self._sessions.put_grace(
-                old_token, response.model_dump_json().encode(), self._grace_s
-            )
-            await self._sessions.delete(old_token)
+            if tokens.refresh_token is not None:
+                # the used refresh token is dead at Auth0 now: keep its successor under the old
+                # key before anything else can fail, or the next try would be reuse
+                session = session.model_copy(update={"refresh_token": tokens.refresh_token})
+                await self._sessions.save(old_token, session)
+            try:
+                response = await self._start_session(
+                    tokens,
+                    created_at=session.created_at,
+                    expires_at=session.expires_at,
+                    previous=session,
+                    replaces=old_token,
+                )
+            except Unauthorized as exc:
+                # Auth0 has just issued this token: not verifying it is the gateway's trouble
+                # (its key set unreachable), and the session, kept above, can try again
+                raise UpstreamUnavailable("The new token cannot be checked yet.") from exc
+            if response.access_token != old_token:
+                # without a jti a refresh within the same second can return the same token
+                await self._sessions.put_grace(
+                    old_token, response.model_dump_json().encode(), self._grace_s
+                )
+                await self._sessions.delete(old_token)
             return response
         finally:
-            if locked:
-                await self._cache.delete(lock)
+            await lock.release()
 
     async def _grace_answer(self, old_token: str) -> TokenResponse | None:
         raw = await self._sessions.get_grace(old_token)
         if raw is None:
             return None
         return TokenResponse.model_validate_json(raw)
-
-    async def _wait_for_grace(self, old_token: str) -> TokenResponse | None:
-        deadline = time.monotonic() + _REFRESH_WAIT_S
-        delay = 0.01
-        while time.monotonic() < deadline:
-            await asyncio.sleep(delay)
-            answered = await self._grace_answer(old_token)
-            if answered is not None:
-                return answered
-            delay = min(delay * 2, 0.2)
-        return None
 
     async def _retire_overwritten_session(self, access_token: str, refresh_token: str) -> None:
         # Auth0 access tokens carry no jti: two logins of one user in the same second can get
@@ -233,7 +248,7 @@ class AuthFlow:
 async def _revoke_quietly(auth0: Auth0AuthClient, refresh_token: str, why: str) -> None:
     try:
         await auth0.revoke(refresh_token)
-    except (UpstreamUnavailable, UpstreamMisconfigured) as exc:
+    except GatewayError as exc:  # rate limited, already dead, unreachable: none stops a logout
         log.warning("refresh token revocation failed (%s) while %s", exc.code, why)
 
 

@@ -158,6 +158,17 @@ class UpstreamUnavailable(GatewayError):
         super().__init__(description, headers={"Retry-After": str(max(1, int(retry_after)))})
 
 
+class CacheUnavailable(GatewayError):
+    """The shared cache is unreachable for something that must not be half done (503)."""
+
+    status_code = 503
+    code = "cache_unavailable"
+    description = "The gateway's session store is unavailable; try again shortly."
+
+    def __init__(self, description: str | None = None, *, retry_after: int = 5) -> None:
+        super().__init__(description, headers={"Retry-After": str(max(1, int(retry_after)))})
+
+
 def bearer_challenge(error: str, description: str) -> str:
     """An RFC 6750 challenge; the description never carries a token."""
     safe = description.replace('"', "'")

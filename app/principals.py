@@ -11,13 +11,13 @@ memcached ``add`` lock across processes. Keys are hashes; the raw token is never
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 from typing import Any
 
 from app.cache import Cache, LocalTier, cache_key, last_operation_failed
+from app.cache_lock import CacheLock, wait_for
 from app.clients.auth0 import Auth0AuthClient
 from app.clients.token_validator import TokenValidator
 from app.errors import GatewayError, Unauthorized, UpstreamUnavailable
@@ -29,7 +29,6 @@ from settings import Auth0Settings
 
 log = logging.getLogger("app.principals")
 
-_LOCK_TTL_S = 10
 _PROFILE_RETRY_TTL_S = 60
 _MAX_LOCAL_REVOCATIONS = 100_000
 _MAX_LOCAL_PROFILES = 10_000
@@ -54,6 +53,8 @@ class PrincipalResolver:
         self._local_lookups = self.metrics.local_lookups
         self._shared_lookups = self.metrics.shared_lookups
         self._settings = settings
+        # a validation makes at most a JWKS fetch and a /userinfo call, each within timeout_s
+        self._lock_ttl_s = 2 * settings.timeout_s + 1
         self._ns = namespace
         self._cache = cache
         self._local = local
@@ -158,24 +159,23 @@ class PrincipalResolver:
         return principal
 
     async def _validate(self, token: str, key: str, kind: str) -> Principal:
-        lock = cache_key(self._ns, "lock", token)
-        locked = await self._cache.add(lock, b"1", _LOCK_TTL_S)
-        if not locked:
+        lock = CacheLock(self._cache, cache_key(self._ns, "lock", token), self._lock_ttl_s)
+        if not await lock.acquire():
             # another worker is validating this token: wait for its answer in memcached
             self.metrics.validation_lock_waits.inc()
-            principal = await self._wait_for_other_worker(key)
+            principal = await wait_for(
+                lambda: self._from_shared_cache(key), self._settings.lock_wait_s
+            )
             if principal is not None:
                 return principal
         try:
-            if locked:
+            if lock.held:
                 # Another worker may have stored the principal and let go of the lock between
                 # our miss and our add: its answer stands, no second validation.
                 principal = await self._from_shared_cache(key)
                 if principal is not None:
                     return principal
-            if self._revoked_here.get(key, 0) > time.time() or await self._sessions.is_revoked(
-                token
-            ):
+            if await self._revoked(token, key):
                 raise Unauthorized("The access token was revoked (logged out).")
             self.validations += 1
             if kind == "jwt":
@@ -183,21 +183,19 @@ class PrincipalResolver:
             else:
                 principal, ttl = await self._validate_opaque(token)
             await self._store(key, principal, ttl)
+            if await self._revoked(token, key):
+                # a logout landed while this validation was in flight: undo the store
+                self._local.discard(key)
+                await self._cache.delete(key)
+                raise Unauthorized("The access token was revoked (logged out).")
             return principal
         finally:
-            if locked:
-                await self._cache.delete(lock)
+            await lock.release()
 
-    async def _wait_for_other_worker(self, key: str) -> Principal | None:
-        deadline = time.monotonic() + self._settings.lock_wait_s
-        delay = 0.005
-        while time.monotonic() < deadline:
-            await asyncio.sleep(delay)
-            principal = await self._from_shared_cache(key)
-            if principal is not None:
-                return principal
-            delay = min(delay * 2, 0.1)
-        return None
+    async def _revoked(self, token: str, key: str) -> bool:
+        return self._revoked_here.get(key, 0) > time.time() or await self._sessions.is_revoked(
+            token
+        )
 
     async def _validate_jwt(self, token: str) -> tuple[Principal, float]:
         claims = await self._validator.verify_jwt(token)
@@ -207,9 +205,14 @@ class PrincipalResolver:
         return principal, ttl if complete else min(ttl, _PROFILE_RETRY_TTL_S)
 
     async def _validate_opaque(self, token: str) -> tuple[Principal, float]:
+        rejected = cache_key(self._ns, "rejected", token)
+        if await self._cache.get(rejected) is not None:
+            raise Unauthorized("The access token is invalid.")
         try:
             info = await self._auth0.userinfo(token)
         except Unauthorized:
+            # the same string sent again is refused here, not by another call to Auth0
+            await self._cache.set(rejected, b"1", self._settings.opaque_cache_s)
             raise
         except GatewayError as exc:
             raise UpstreamUnavailable(

@@ -100,6 +100,7 @@ async def build_services(
         grace_s=settings.session.refresh_grace_s,
         session_index=session_index,
         metrics=metrics,
+        upstream_timeout_s=settings.auth0.timeout_s,
     )
     database = open_database(settings.database, stack)
     return Services(

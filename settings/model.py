@@ -66,7 +66,12 @@ class Auth0Settings(BaseModel):
         default=3600, ge=0, description="How long a user's /userinfo profile is reused."
     )
     accept_opaque_tokens: bool = Field(
-        default=True, description="Validate opaque (/userinfo-only) tokens through /userinfo."
+        default=False,
+        description=(
+            "Validate opaque (/userinfo-only) tokens through /userinfo. Off by default: the "
+            "gateway's own logins always yield JWTs, and every unknown opaque-looking string "
+            "costs one call to Auth0."
+        ),
     )
     opaque_cache_s: int = Field(default=300, ge=1, le=3600)
     lock_wait_s: float = Field(

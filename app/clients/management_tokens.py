@@ -13,7 +13,6 @@ When the cache is unreachable every worker fetches its own token: slower, still 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -21,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from app.cache import Cache, cache_key
+from app.cache_lock import CacheLock, wait_for
 from app.clients.auth0 import TokenSet
 from app.sessions import SessionCipher
 from app.singleflight import SingleFlight
@@ -115,9 +115,9 @@ class ClientCredentialsTokens:
             return shared[0]
         if self._cache is None:
             return await self._fetch_and_store()
-        locked = await self._cache.add(self._lock_key, b"1", _LOCK_TTL_S)
-        if not locked:
-            shared = await self._wait_for_other_worker()
+        lock = CacheLock(self._cache, self._lock_key, _LOCK_TTL_S)
+        if not await lock.acquire():
+            shared = await wait_for(self._read_shared, self._lock_wait_s, max_delay_s=0.2)
             if shared is not None:
                 self._current = shared
                 return shared[0]
@@ -125,8 +125,7 @@ class ClientCredentialsTokens:
         try:
             return await self._fetch_and_store()
         finally:
-            if locked:
-                await self._cache.delete(self._lock_key)
+            await lock.release()
 
     async def _fetch_and_store(self) -> str:
         tokens = await self._fetch()
@@ -158,14 +157,3 @@ class ClientCredentialsTokens:
         except (ValueError, KeyError, TypeError):
             return None
         return (token, until) if until > self._clock() else None
-
-    async def _wait_for_other_worker(self) -> tuple[str, float] | None:
-        deadline = time.monotonic() + self._lock_wait_s
-        delay = 0.01
-        while time.monotonic() < deadline:
-            await asyncio.sleep(delay)
-            shared = await self._read_shared()
-            if shared is not None:
-                return shared
-            delay = min(delay * 2, 0.2)
-        return None

@@ -16,7 +16,6 @@ entry is lost, and that session then ends only when its access token expires).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -25,6 +24,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 
 from app.cache import Cache, cache_key
+from app.cache_lock import CacheLock, wait_for
 from app.sessions import SessionCipher
 
 log = logging.getLogger(__name__)
@@ -130,18 +130,16 @@ class UserSessionIndex:
 
     @asynccontextmanager
     async def _locked(self, sub: str) -> AsyncIterator[None]:
-        lock = self._key("user-sessions-lock", sub)
-        deadline = time.monotonic() + self._lock_wait_s
-        delay = 0.005
-        locked = await self._cache.add(lock, b"1", _LOCK_TTL_S)
-        while not locked and time.monotonic() < deadline:
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
-            locked = await self._cache.add(lock, b"1", _LOCK_TTL_S)
-        if not locked:
+        lock = CacheLock(self._cache, self._key("user-sessions-lock", sub), _LOCK_TTL_S)
+
+        async def take() -> bool | None:
+            return True if await lock.acquire() else None
+
+        if not await lock.acquire() and not await wait_for(
+            take, self._lock_wait_s, max_delay_s=0.05
+        ):
             log.info("user-session index busy for too long; writing without the lock")
         try:
             yield
         finally:
-            if locked:
-                await self._cache.delete(lock)
+            await lock.release()

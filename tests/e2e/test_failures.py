@@ -62,10 +62,11 @@ class TestMemcachedOutage:
 class TestAuth0Outage:
     async def test_cached_tokens_still_served_new_ones_get_503(
         self,
-        gateway: httpx.AsyncClient,
+        gateway_factory: Callable[..., Any],
         emulator: RunningEmulator,
         emulator_http: httpx.AsyncClient,
     ) -> None:
+        gateway, _ = await gateway_factory(auth0={"accept_opaque_tokens": True})
         token = await login(gateway)
         fresh = await emulator_http.post(
             "/oauth/token",
@@ -124,3 +125,19 @@ class TestCacheKeys:
             prefix, _kind, digest = key.split(":")
             assert prefix == namespace
             assert len(digest) == 64
+
+
+class TestLogoutWithoutMemcached:
+    async def test_a_logout_that_cannot_be_recorded_is_refused_whole(
+        self, gateway_factory: Callable[..., Any], memcached: MemcachedProcess
+    ) -> None:
+        client, _ = await gateway_factory(cache_url=memcached.url, cache={"timeout_s": 0.2})
+        token = await login(client)
+        memcached.stop()
+        response = await client.post("/auth/logout", headers=bearer(token))
+        assert response.status_code == 503
+        assert response.json()["error"] == "cache_unavailable"
+        assert int(response.headers["retry-after"]) > 0
+        memcached.start()
+        assert (await client.post("/auth/logout", headers=bearer(token))).status_code == 204
+        assert (await client.get("/auth/me", headers=bearer(token))).status_code == 401

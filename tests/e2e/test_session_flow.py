@@ -289,3 +289,69 @@ class TestSameSecondLogins:
         assert len(live) == 1, "the overwritten session's refresh token must be revoked"
         assert (await gateway.post("/auth/logout", headers=bearer(first))).status_code == 204
         assert not any(emulator.tenant.is_live(t) for t in emulator.tenant.refresh_tokens.values())
+
+
+class TestRaces:
+    async def test_a_logout_during_a_slow_validation_holds(
+        self, gateway_factory: Callable[..., Any], emulator_http: httpx.AsyncClient
+    ) -> None:
+        client, _ = await gateway_factory(cache={"local_ttl_s": 0})
+        other, _ = await gateway_factory(cache={"local_ttl_s": 0})
+        token = await login(client)
+        # a second gateway instance has no profile cached: its validation waits on /userinfo
+        await emulator_http.post(
+            "/__emulator/faults",
+            json={"path": "/userinfo", "status": None, "count": 1, "delay_ms": 800},
+        )
+        direct = await emulator_http.post(
+            "/oauth/token",
+            json={
+                "grant_type": "http://auth0.com/oauth/grant-type/password-realm",
+                "realm": "Username-Password-Authentication",
+                "username": ADMIN[0],
+                "password": ADMIN[1],
+                "client_id": "local-gateway",
+                "client_secret": "local-gateway-secret",
+                "audience": "https://api.venues.local",
+                "scope": "openid profile email",
+            },
+        )
+        slow_token = direct.json()["access_token"]
+        in_flight = asyncio.create_task(other.get("/auth/me", headers=bearer(slow_token)))
+        await asyncio.sleep(0.3)
+        assert (await other.post("/auth/logout", headers=bearer(slow_token))).status_code == 204
+        await in_flight
+        assert (await other.get("/auth/me", headers=bearer(slow_token))).status_code == 401
+        assert (await client.get("/auth/me", headers=bearer(token))).status_code == 200
+
+    async def test_a_refresh_that_cannot_check_the_new_token_keeps_the_session(
+        self,
+        gateway_factory: Callable[..., Any],
+        emulator: RunningEmulator,
+        emulator_http: httpx.AsyncClient,
+    ) -> None:
+        # no pause between key-set refetches, so the retry below may fetch the new key
+        gateway, _ = await gateway_factory(auth0={"jwks_min_refetch_interval_s": 0})
+        old = await login(gateway)
+        # new tokens are signed with a key the gateway cannot fetch right now
+        await emulator_http.post("/__emulator/keys/rotate")
+        await emulator_http.post(
+            "/__emulator/faults",
+            json={"path": "/.well-known/jwks.json", "status": 503, "count": 1},
+        )
+        failed = await gateway.post("/auth/refresh", headers=bearer(old))
+        assert failed.status_code == 503
+        live = [t for t in emulator.tenant.refresh_tokens.values() if emulator.tenant.is_live(t)]
+        assert len(live) == 1, "the rotated refresh token must still be usable"
+        retried = await gateway.post("/auth/refresh", headers=bearer(old))
+        assert retried.status_code == 200, retried.text
+
+    async def test_logout_survives_auth0_refusing_the_revocation(
+        self, gateway: httpx.AsyncClient, emulator_http: httpx.AsyncClient
+    ) -> None:
+        token = await login(gateway)
+        await emulator_http.post(
+            "/__emulator/faults", json={"path": "/oauth/revoke", "status": 429, "count": 1}
+        )
+        assert (await gateway.post("/auth/logout", headers=bearer(token))).status_code == 204
+        assert (await gateway.get("/auth/me", headers=bearer(token))).status_code == 401

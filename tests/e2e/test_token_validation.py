@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -157,9 +158,10 @@ class TestCachedValidation:
         assert requests.get("GET /.well-known/jwks.json") == 1
         assert (await gateway.get("/auth/me", headers=bearer(before))).status_code == 200
 
-    async def test_opaque_token_is_validated_by_userinfo(
-        self, gateway: httpx.AsyncClient, emulator_http: httpx.AsyncClient
+    async def test_opaque_token_is_validated_by_userinfo_when_accepted(
+        self, gateway_factory: Callable[..., Any], emulator_http: httpx.AsyncClient
     ) -> None:
+        gateway, _ = await gateway_factory(auth0={"accept_opaque_tokens": True})
         response = await emulator_http.post(
             "/oauth/token",
             json={
@@ -177,6 +179,26 @@ class TestCachedValidation:
         assert me.status_code == 200
         assert me.json()["sub"] == "auth0|demo-viewer"
         assert me.json()["permissions"] == []
+
+    async def test_opaque_looking_strings_cost_no_auth0_call_by_default(
+        self, gateway: httpx.AsyncClient, emulator_http: httpx.AsyncClient
+    ) -> None:
+        await emulator_http.post("/__emulator/stats/reset")
+        for i in range(20):
+            response = await gateway.get("/auth/me", headers=bearer(f"{i:02d}" + "A" * 30))
+            assert response.status_code == 401
+        assert (await emulator_stats(emulator_http))["requests"] == {}
+
+    async def test_a_rejected_opaque_token_is_not_asked_about_twice(
+        self, gateway_factory: Callable[..., Any], emulator_http: httpx.AsyncClient
+    ) -> None:
+        gateway, _ = await gateway_factory(auth0={"accept_opaque_tokens": True})
+        await emulator_http.post("/__emulator/stats/reset")
+        for _ in range(3):
+            response = await gateway.get("/auth/me", headers=bearer("B" * 32))
+            assert response.status_code == 401
+        requests = (await emulator_stats(emulator_http))["requests"]
+        assert requests.get("GET /userinfo") == 1
 
 
 class TestIntrospection:

@@ -68,7 +68,7 @@ async def opaque_token(emulator_http: httpx.AsyncClient) -> str:
 async def test_calls_to_auth0_fail_fast_and_cached_tokens_are_unaffected(
     fault: str, gateway_factory: Callable[..., Any], emulator_http: httpx.AsyncClient
 ) -> None:
-    client, _ = await gateway_factory(auth0={"timeout_s": TIMEOUT_S})
+    client, _ = await gateway_factory(auth0={"timeout_s": TIMEOUT_S, "accept_opaque_tokens": True})
     cached = [await login(client, VIEWER), await direct_token(emulator_http, ADMIN)]
     for token in cached:
         assert (await client.get("/auth/me", headers=bearer(token))).status_code == 200
