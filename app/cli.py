@@ -82,6 +82,8 @@ def dev(
 ) -> None:
     """Run the emulator with the demo tenant and the gateway against it (GATEWAY_ENV=local)."""
     from app.main import create_app
+    from app.observability.logging import uvicorn_log_config
+    from app.server import SERVER_OPTIONS
     from emulator.app import create_emulator_app
     from emulator.state import Tenant
     from settings import Environment, load_settings
@@ -101,7 +103,13 @@ def dev(
             )
         ),
         uvicorn.Server(
-            uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="info")
+            uvicorn.Config(
+                create_app(settings),
+                host="127.0.0.1",
+                port=port,
+                log_config=uvicorn_log_config(settings.log_level),
+                **SERVER_OPTIONS,
+            )
         ),
     ]
     gateway_url = f"http://127.0.0.1:{port}"

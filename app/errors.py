@@ -81,6 +81,10 @@ class InvalidCredentials(Unauthorized):
     code = "invalid_grant"
     description = "Wrong username or password."
 
+    def __init__(self, description: str | None = None) -> None:
+        # RFC 6750 has no error code for a failed login: the challenge names none
+        super().__init__(description, headers={"WWW-Authenticate": 'Bearer realm="venue-gateway"'})
+
 
 class Forbidden(GatewayError):
     """Authenticated but not allowed (403)."""

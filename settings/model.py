@@ -291,6 +291,8 @@ class Settings(BaseSettings):
                 ("GATEWAY_AUTH0__CLIENT_SECRET", auth0.client_secret),
                 ("GATEWAY_AUTH0__AUDIENCE", auth0.audience),
                 ("GATEWAY_SESSION__KEYS", self.session.keys),
+                # memory:// is per process: sessions, logouts and refreshes would not be shared
+                ("GATEWAY_CACHE__URL (memcached://host:port)", self.cache.url != "memory://"),
             )
             if not value
         ]

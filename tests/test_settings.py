@@ -18,6 +18,7 @@ DEPLOYED: dict[str, Any] = {
         "audience": "https://api.acme.example",
     },
     "session": {"keys": ["k" * 43 + "="]},
+    "cache": {"url": "memcached://cache:11211"},
 }
 
 
@@ -48,6 +49,12 @@ def test_company_names_the_tenant_per_environment() -> None:
 def test_deployed_environments_refuse_missing_settings(env: Environment) -> None:
     with pytest.raises(ValidationError, match="GATEWAY_AUTH0__CLIENT_SECRET"):
         Settings(env=env, auth0={"domain": "acme.auth0.com"})
+
+
+def test_deployed_environments_refuse_a_per_process_cache() -> None:
+    data: dict[str, Any] = {**DEPLOYED, "cache": {"url": "memory://"}}
+    with pytest.raises(ValidationError, match="GATEWAY_CACHE__URL"):
+        Settings(env=Environment.DEV, **data)
 
 
 def test_plain_http_is_refused_outside_local() -> None:

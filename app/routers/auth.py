@@ -9,12 +9,13 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.auth_flow import TokenResponse
+from app.body_limit import BodyLimitRoute
 from app.client_ip import client_ip
 from app.deps.security import BearerToken, CurrentPrincipal, ServicesDep
 from app.errors import BadRequest, GatewayError
 from app.responses import error_responses
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], route_class=BodyLimitRoute)
 
 _MAX_LOGIN_BODY = 16 * 1024
 
@@ -49,7 +50,7 @@ async def login_request(request: Request) -> LoginRequest:
     if content_type == "application/json":
         try:
             data = json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
             raise BadRequest("The body is not valid JSON.") from exc
     elif content_type in {"application/x-www-form-urlencoded", "multipart/form-data"}:
         form = await request.form()

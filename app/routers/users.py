@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, status
+from pydantic import AfterValidator
 
+from app.body_limit import BodyLimitRoute
 from app.client_ip import client_ip
 from app.deps.security import BearerToken, CurrentPrincipal, RequireScopes, ServicesDep
 from app.principal import Principal
@@ -21,7 +23,7 @@ from app.users.schemas import (
 )
 from app.users.service import UserService
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"], route_class=BodyLimitRoute)
 
 
 async def user_service(services: ServicesDep) -> UserService:
@@ -30,8 +32,18 @@ async def user_service(services: ServicesDep) -> UserService:
 
 
 UsersDep = Annotated[UserService, Depends(user_service)]
+
+
+def _not_a_dot_segment(user_id: str) -> str:
+    # "." and ".." would be resolved as dot segments in the Management API path
+    if user_id in {".", ".."}:
+        raise ValueError("not a user id")
+    return user_id
+
+
 UserId = Annotated[
     str,
+    AfterValidator(_not_a_dot_segment),
     Path(
         min_length=1,
         max_length=256,

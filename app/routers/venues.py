@@ -8,11 +8,11 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 
+from app.body_limit import MAX_BODY_BYTES, BodyLimitRoute
 from app.deps.database import DatabaseSession
 from app.deps.security import RequireScopes
 from app.principal import Principal
 from app.responses import ErrorBody, error_responses
-from app.venues.body_limit import MAX_BODY_BYTES, BodyLimitRoute
 from app.venues.cursor import CURSOR_MAX_CHARS, Cursor
 from app.venues.preconditions import etag, parse_if_match
 from app.venues.repository import VenueRepository

@@ -7,6 +7,7 @@ Retry policies differ by audience: sign-up and self-service wait at most
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from dataclasses import replace
 
@@ -86,7 +87,7 @@ class UserService:
 
     async def sign_up(self, request: SignupRequest, *, client_ip: str | None) -> Auth0User:
         """Create an account in the configured connection, at most N per client IP per hour."""
-        verdict = await self._signup_limiter.hit(client_ip or "unknown")
+        verdict = await self._signup_limiter.hit(_limit_key(client_ip))
         if not verdict.allowed:
             raise RateLimited(
                 "Too many sign-ups from this address; try again later.",
@@ -190,3 +191,16 @@ class UserService:
             await self._auth0.revoke(tokens.refresh_token.get_secret_value())
         except GatewayError as exc:
             log.warning("could not revoke the password check's refresh token (%s)", exc.code)
+
+
+def _limit_key(client_ip: str | None) -> str:
+    """IPv4 addresses count one by one; IPv6 per /64, the block one client usually holds."""
+    if client_ip is None:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return client_ip
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)

@@ -36,7 +36,7 @@ class Cursor:
             if not isinstance(name_key, str) or not isinstance(venue_id, str):
                 raise TypeError("cursor fields are not strings")
             return cls(check_text(name_key), uuid.UUID(venue_id))
-        except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as exc:
+        except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, RecursionError) as exc:
             raise BadRequest(
                 "The cursor is not one this API issued; start again from the first page."
             ) from exc

@@ -82,6 +82,7 @@ class TestSettings:
 
     def test_deployed_environments_default_to_none(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("GATEWAY_SESSION__KEYS", "k" * 44)
+        monkeypatch.setenv("GATEWAY_CACHE__URL", "memcached://cache:11211")
         settings = Settings(
             env=Environment.DEV,
             company="acme",

@@ -182,6 +182,7 @@ class TestDocsPage:
 def deployed(env: Environment, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Valid settings for ``env`` (the Auth0 tenant is never called by these tests)."""
     monkeypatch.setenv("GATEWAY_SESSION__KEYS", "k" * 44)
+    monkeypatch.setenv("GATEWAY_CACHE__URL", "memcached://cache:11211")
     database = {} if env is not Environment.PROD else {"url": "postgresql://u:p@db/venues"}
     return Settings(
         env=env,

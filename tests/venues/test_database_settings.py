@@ -39,6 +39,7 @@ def _deployed(env: Environment, database_url: str | None = None) -> Settings:
             "audience": "https://api.venues.example",
         },
         "session": {"keys": "k"},
+        "cache": {"url": "memcached://cache:11211"},
     }
     if database_url:
         values["database"] = {"url": database_url}

@@ -183,3 +183,20 @@ class TestDeleteUser:
         assert (await me(gateway, token)).status_code == 401
         gone = await gateway.get(user_url(created["user_id"]), headers=admin)
         assert gone.status_code == 404
+
+
+class TestDotSegmentIds:
+    @pytest.mark.parametrize("user_id", ["%2E", "%2E%2E"])
+    async def test_dot_ids_never_reach_the_management_api(
+        self,
+        gateway: httpx.AsyncClient,
+        admin: dict[str, str],
+        emulator_http: httpx.AsyncClient,
+        user_id: str,
+    ) -> None:
+        await emulator_http.post("/__emulator/stats/reset")
+        for method in ("GET", "DELETE"):
+            response = await gateway.request(method, f"/users/{user_id}", headers=admin)
+            assert response.status_code == 422, response.text
+        requests = (await emulator_http.get("/__emulator/stats")).json()["requests"]
+        assert not any(key.startswith(("GET /api/v2", "DELETE /api/v2")) for key in requests)
