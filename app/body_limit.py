@@ -10,6 +10,8 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive
 
+from app.responses import ErrorBody
+
 MAX_BODY_BYTES = 64 * 1024
 
 
@@ -17,6 +19,21 @@ def _too_large(limit: int) -> StarletteHTTPException:
     # FastAPI re-raises an HTTPException from the body read as is, and the app's handler renders
     # it as request_too_large; any other exception there would become a generic 400.
     return StarletteHTTPException(413, detail=f"The request body is larger than {limit} bytes.")
+
+
+def _too_large_response(limit: int) -> dict[str, Any]:
+    return {
+        "model": ErrorBody,
+        "description": f"The body is over {limit} bytes.",
+        "content": {
+            "application/json": {
+                "example": {
+                    "error": "request_too_large",
+                    "error_description": f"The request body is larger than {limit} bytes.",
+                }
+            }
+        },
+    }
 
 
 def _capped(receive: Receive, limit: int) -> Receive:
@@ -43,9 +60,24 @@ class BodyLimitRoute(APIRoute):
 
     max_body_bytes = MAX_BODY_BYTES
 
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        if self._reads_body:
+            self.responses.setdefault(413, _too_large_response(self.max_body_bytes))
+
+    @property
+    def _reads_body(self) -> bool:
+        return not (
+            self.body_field is None and self.methods is not None and self.methods <= {"GET", "HEAD"}
+        )
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """The route's handler, behind the size check."""
         handler = super().get_route_handler()
+        if not self._reads_body:
+            # nothing here reads a body: GET /auth/me and GET /venues/{id} skip the check's
+            # per-request cost (README, Performance)
+            return handler
         limit = self.max_body_bytes
 
         async def limited_handler(request: Request) -> Response:

@@ -9,6 +9,8 @@ documents that status:
 - :class:`~app.deps.security.RequireScopes`: 403 naming the permissions, which are also listed in
   ``x-permissions`` and appended to the description when it does not name them;
 - a JSON request body: 400 when it is not JSON at all;
+- any request body: 413 over :data:`app.body_limit.MAX_BODY_BYTES` (every body-taking router
+  uses :class:`~app.body_limit.BodyLimitRoute`);
 - FastAPI's own 422 (``HTTPValidationError``) is rewritten to the one error shape, which is what
   :mod:`app.errors` really answers.
 
@@ -25,6 +27,7 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
+from app.body_limit import MAX_BODY_BYTES
 from app.deps.security import RequireScopes, current_principal, oauth2_scheme
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
@@ -51,6 +54,11 @@ _UNAVAILABLE = _error(
 )
 _NOT_JSON = _error(
     "The body is not valid JSON.", "invalid_request", "There was an error parsing the body"
+)
+_TOO_LARGE = _error(
+    "The request body is over the size limit.",
+    "request_too_large",
+    f"The request body is larger than {MAX_BODY_BYTES} bytes.",
 )
 _INVALID = _error(
     "Invalid fields: ``details`` has one entry per field.",
@@ -90,6 +98,8 @@ def _complete(operation: dict[str, Any], answers: dict[str, Any], permissions: l
     responses = operation.setdefault("responses", {})
     if "application/json" in operation.get("requestBody", {}).get("content", {}):
         responses.setdefault("400", _NOT_JSON)
+    if "requestBody" in operation:
+        responses.setdefault("413", _TOO_LARGE)
     for status, answer in answers.items():
         responses.setdefault(status, answer)
     media = responses.get("422", {}).get("content", {}).get("application/json", {})

@@ -78,7 +78,7 @@ def _check_basic(request: Request, clients: dict[str, str]) -> None:
 )
 async def introspect_token(
     request: Request,
-    token: Annotated[str, Form(max_length=8192)],
+    token: Annotated[str, Form(max_length=4096)],
     services: ServicesDep,
     token_type_hint: Annotated[str | None, Form(max_length=64)] = None,
 ) -> IntrospectionResponse:

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 
-from app.body_limit import MAX_BODY_BYTES, BodyLimitRoute
+from app.body_limit import BodyLimitRoute
 from app.deps.database import DatabaseSession
 from app.deps.security import RequireScopes
 from app.principal import Principal
-from app.responses import ErrorBody, error_responses
+from app.responses import error_responses
 from app.venues.cursor import CURSOR_MAX_CHARS, Cursor
 from app.venues.preconditions import etag, parse_if_match
 from app.venues.repository import VenueRepository
@@ -31,20 +31,6 @@ router = APIRouter(prefix="/venues", tags=["venues"], route_class=BodyLimitRoute
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
 
-_TOO_LARGE: dict[int | str, dict[str, Any]] = {
-    413: {
-        "model": ErrorBody,
-        "description": f"The body is over {MAX_BODY_BYTES} bytes.",
-        "content": {
-            "application/json": {
-                "example": {
-                    "error": "request_too_large",
-                    "error_description": "The request body is larger than 65536 bytes.",
-                }
-            }
-        },
-    }
-}
 _ETAG_HEADER = {"ETag": {"description": 'The venue\'s version in quotes, e.g. "3".'}}
 
 
@@ -118,7 +104,6 @@ async def get_venue(venue_id: VenueId, _: Reader, venues: Venues, response: Resp
             }
         },
         **error_responses(401, 403, 409, 422),
-        **_TOO_LARGE,
     },
 )
 async def create_venue(
@@ -136,7 +121,6 @@ async def create_venue(
     responses={
         200: {"headers": _ETAG_HEADER},
         **error_responses(400, 401, 403, 404, 409, 412, 422, 428),
-        **_TOO_LARGE,
     },
 )
 async def update_venue(
