@@ -57,6 +57,27 @@ class BadRequest(GatewayError):
     description = "The request is malformed."
 
 
+class ValidationFailed(GatewayError):
+    """Fields are missing or invalid (422); ``details`` names each one."""
+
+    status_code = 422
+    code = "invalid_request"
+    description = "The request body or parameters are invalid."
+
+    @classmethod
+    def from_errors(
+        cls, errors: Sequence[Mapping[str, Any]], description: str | None = None
+    ) -> ValidationFailed:
+        """From pydantic's error list; only locations, messages and types (never the input)."""
+        return cls(
+            description,
+            details=[
+                {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+                for e in errors
+            ],
+        )
+
+
 class Unauthorized(GatewayError):
     """No usable credentials (401); carries an RFC 6750 ``WWW-Authenticate`` challenge."""
 
@@ -210,15 +231,7 @@ async def _on_gateway_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101
-    details = [
-        {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", "")), "type": err.get("type")}
-        for err in exc.errors()
-    ]
-    error = GatewayError(
-        "The request body or parameters are invalid.", code="invalid_request", details=details
-    )
-    error.status_code = 422
-    return error_response(error)
+    return error_response(ValidationFailed.from_errors(exc.errors()))
 
 
 async def _on_http_error(_: Request, exc: Exception) -> JSONResponse:

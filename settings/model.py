@@ -301,7 +301,7 @@ class Settings(BaseSettings):
         parts = urlsplit(auth0.base_url)
         if parts.scheme != "https":
             raise ValueError(f"{self.env.value} refuses a plain-http Auth0 domain ({auth0.domain})")
-        if self.env is Environment.PROD and _is_loopback(parts.hostname or ""):
+        if self.env is Environment.PROD and is_loopback(parts.hostname or ""):
             raise ValueError("prod refuses an Auth0 domain on a loopback address (the emulator)")
         if self.env is Environment.PROD and self.database.is_sqlite:
             raise ValueError(
@@ -333,7 +333,8 @@ def _origin(value: str) -> str:
     return text
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (where the emulator runs)."""
     if host == "localhost":
         return True
     try:

@@ -18,7 +18,6 @@ no credentials), and malformed success bodies are reported by field location onl
 
 from __future__ import annotations
 
-import email.utils
 import ipaddress
 import logging
 import math
@@ -30,6 +29,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from app.clients.rate_limits import requested_wait_s
 from app.errors import (
     Forbidden,
     GatewayError,
@@ -499,27 +499,8 @@ class Auth0AuthClient:
         Bounded to 1..``MAX_RETRY_AFTER_S`` so a skewed clock or a silly header never
         tells clients to go away for a day.
         """
-        seconds: float | None = None
-        retry_after = response.headers.get("Retry-After", "").strip()
-        reset = response.headers.get("X-RateLimit-Reset", "").strip()
-        if retry_after:
-            if retry_after.isdigit():
-                seconds = float(retry_after)
-            else:
-                try:
-                    when = email.utils.parsedate_to_datetime(retry_after)
-                    seconds = when.timestamp() - self._wall_clock()
-                except (TypeError, ValueError, IndexError):
-                    seconds = None
-        if seconds is None and reset:
-            try:
-                value = float(reset)
-            except ValueError:
-                value = math.nan
-            if math.isfinite(value):
-                # Auth0 sends epoch seconds; a small number can only be a delta
-                seconds = value - self._wall_clock() if value > 1_000_000_000 else value
-        if seconds is None or not math.isfinite(seconds):
+        seconds = requested_wait_s(response.headers, self._wall_clock())
+        if seconds is None:
             seconds = default
         return max(1, min(MAX_RETRY_AFTER_S, math.ceil(seconds)))
 

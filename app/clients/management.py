@@ -17,7 +17,6 @@ made once more with a fresh one. User ids carry a ``|`` and are URL-encoded in p
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import math
 import time
@@ -39,6 +38,7 @@ from app.clients.management_errors import (
     error_for,
 )
 from app.clients.management_tokens import ClientCredentialsTokens, TokenProvider
+from app.clients.rate_limits import requested_wait_s
 from app.sessions import SessionCipher
 from settings.model import Settings
 
@@ -337,27 +337,8 @@ class ManagementClient:
 
     def _rate_limit_wait(self, response: httpx.Response) -> float:
         """Seconds to wait: ``Retry-After`` (seconds or a date), else ``X-RateLimit-Reset``."""
-        seconds: float | None = None
-        retry_after = response.headers.get("Retry-After", "").strip()
-        if retry_after:
-            try:
-                seconds = float(retry_after)
-            except ValueError:
-                try:
-                    when = email.utils.parsedate_to_datetime(retry_after)
-                    seconds = when.timestamp() - self._wall_clock()
-                except (TypeError, ValueError, IndexError):
-                    seconds = None
-        reset = response.headers.get("X-RateLimit-Reset", "").strip()
-        if seconds is None and reset:
-            try:
-                value = float(reset)
-            except ValueError:
-                value = math.nan
-            if math.isfinite(value):
-                # epoch seconds (§8.8); a small number can only be a delta
-                seconds = value - self._wall_clock() if value > 1_000_000_000 else value
-        if seconds is None or not math.isfinite(seconds):
+        seconds = requested_wait_s(response.headers, self._wall_clock())
+        if seconds is None:
             seconds = _DEFAULT_RATE_LIMIT_WAIT_S
         return max(0.0, min(float(MAX_RETRY_AFTER_S), seconds))
 

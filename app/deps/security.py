@@ -9,6 +9,7 @@ from fastapi.security import OAuth2PasswordBearer
 from fastapi.security.base import SecurityBase
 from fastapi.security.utils import get_authorization_scheme_param
 
+from app.clients.token_validator import MAX_TOKEN_LENGTH
 from app.errors import InsufficientScope, Unauthorized
 from app.principal import Principal
 from app.services import Services
@@ -20,8 +21,6 @@ oauth2_scheme = OAuth2PasswordBearer(
     scheme_name="AuthLogin",
     description="Log in with your username and password; the gateway keeps the refresh token.",
 )
-
-_MAX_TOKEN_CHARS = 4096
 
 
 async def get_services(request: Request) -> Services:
@@ -53,7 +52,7 @@ def _checked_bearer(request: Request, token: str | None) -> str:
         raise Unauthorized(
             "The Authorization header must be 'Bearer <token>'.", code="invalid_request"
         )
-    if len(token) > _MAX_TOKEN_CHARS:
+    if len(token) > MAX_TOKEN_LENGTH:
         raise Unauthorized("The access token is malformed.")
     return token
 

@@ -12,7 +12,7 @@ from app.auth_flow import TokenResponse
 from app.body_limit import BodyLimitRoute
 from app.client_ip import client_ip
 from app.deps.security import BearerToken, CurrentPrincipal, ServicesDep
-from app.errors import BadRequest, GatewayError
+from app.errors import BadRequest, ValidationFailed
 from app.responses import error_responses
 
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=BodyLimitRoute)
@@ -64,15 +64,9 @@ async def login_request(request: Request) -> LoginRequest:
     try:
         return LoginRequest.model_validate(data)
     except ValidationError as exc:
-        error = GatewayError(
-            "username and password are required.",
-            code="invalid_request",
-            details=[
-                {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
-            ],
-        )
-        error.status_code = 422
-        raise error from exc
+        raise ValidationFailed.from_errors(
+            exc.errors(), "username and password are required."
+        ) from exc
 
 
 _LOGIN_BODY = {

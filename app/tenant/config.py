@@ -18,7 +18,6 @@ used: once provisioned it may read the configuration (enough for ``--dry-run``),
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +33,7 @@ from settings.model import (
     LOCAL_EMULATOR_URL,
     Auth0Settings,
     Environment,
+    is_loopback,
 )
 
 #: The company name of the local (emulator) tenant, whose demo client is ``venues-local``.
@@ -95,7 +95,7 @@ def tenant_spec(
     parts = urlsplit(auth0.base_url)
     if not local and parts.scheme != "https":
         raise ConfigError(f"{env.value} refuses a plain-http Auth0 domain ({auth0.domain})")
-    if env is Environment.PROD and _is_loopback(parts.hostname or ""):
+    if env is Environment.PROD and is_loopback(parts.hostname or ""):
         raise ConfigError("prod refuses an Auth0 domain on a loopback address (the emulator)")
     return TenantSpec(
         company=company,
@@ -147,12 +147,3 @@ def credentials(
         "--client-id/--client-secret (or GATEWAY_PROVISION__CLIENT_ID/__CLIENT_SECRET) of a "
         "client authorized for the Management API"
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
