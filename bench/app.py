@@ -6,7 +6,7 @@ The product API gets no placeholder routes; the benchmark's extras live in this 
   ``GET /auth/me`` (:func:`app.routers.auth.get_me`) called with a fixed principal, so its body
   is byte for byte the one ``/auth/me`` answers for the bench's cached token. The difference
   between (a) and (b) is therefore exactly the cost of authenticating a request.
-- ``SIGUSR1`` makes a worker write its counters (token validations, cache hits) to
+- ``SIGUSR1`` makes a worker write its counters (validations, cache hits, GC time) to
   ``$BENCH_STATS_DIR/<pid>.json``: the runner reads every worker's counters this way, with no
   extra route or middleware on the measured path. ``<pid>.ready`` appears once the worker
   serves, which is how the runner knows that all ``--workers N`` are up, and their pids.
@@ -17,9 +17,11 @@ Serve with ``uvicorn --factory bench.app:create_bench_app`` (``python -m bench.s
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -48,7 +50,11 @@ def create_bench_app() -> FastAPI:
     app = create_app(load_settings())
     principal = Principal.model_validate_json(os.environ[LIMIT_PRINCIPAL_ENV])
 
-    router = APIRouter(prefix=LIMIT_PATH.rsplit("/", 1)[0], include_in_schema=False)
+    router = APIRouter(
+        prefix=LIMIT_PATH.rsplit("/", 1)[0],
+        include_in_schema=False,
+        route_class=auth_routes.router.route_class,  # whatever /auth/me's route does per call
+    )
 
     @router.get("/" + LIMIT_PATH.rsplit("/", 1)[1])
     async def get_limit() -> PrincipalOut:
@@ -69,16 +75,44 @@ def create_bench_app() -> FastAPI:
     app.router.routes.insert(after_auth, limit)
     stats_dir = os.environ.get(STATS_DIR_ENV)
     if stats_dir:
-        instrument(app, Path(stats_dir), lambda: worker_counters(app))
+        gc_clock = GcClock()
+        instrument(app, Path(stats_dir), lambda: worker_counters(app, gc_clock))
     return app
 
 
-def worker_counters(app: FastAPI) -> dict[str, Any]:
-    """This worker's counters: validations made, callers coalesced, cache hits and misses."""
+class GcClock:
+    """Time this process spent in the garbage collector, per generation (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.collections = [0, 0, 0]
+        self._started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            generation = info["generation"]
+            self.seconds[generation] += time.perf_counter() - self._started
+            self.collections[generation] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """Collections and seconds spent, per generation."""
+        return {
+            "collections": list(self.collections),
+            "seconds": [round(s, 4) for s in self.seconds],
+        }
+
+
+def worker_counters(app: FastAPI, gc_clock: GcClock | None = None) -> dict[str, Any]:
+    """This worker's counters: validations made, callers coalesced, cache hits and misses,
+    and the time spent in the garbage collector."""
     services = app.state.services
     cache = services.cache
     return {
         "pid": os.getpid(),
+        "gc": gc_clock.snapshot() if gc_clock is not None else None,
         "validations": services.resolver.validations,
         "coalesced_waits": services.resolver.coalesced_waits,
         "cache_hits": getattr(cache, "hits", None),

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ def run_wrk(
     threads: int,
     pinning: Pinning,
     env: Mapping[str, str],
-    during: Any = None,
+    during: Callable[[], object] | None = None,
 ) -> Run:
     """wrk against ``url`` with ``bench/wrk.lua``; ``during()`` is called halfway through."""
     argv = [

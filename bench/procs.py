@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ def free_port() -> int:
         return port
 
 
-def wait_until(check: Any, what: str, timeout_s: float = 60.0) -> None:
+def wait_until(check: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
     """Poll ``check()`` until it is true, or raise after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -72,20 +72,34 @@ class Pinning:
 
 
 class Process:
-    """One child process of the run; stopped (and its children with it) by :meth:`stop`."""
+    """One child process of the run; stopped (and its children with it) by :meth:`stop`.
 
-    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], log: Path) -> None:
+    Its output goes to ``log``; with ``drop_stdout`` only its standard error does (a server's
+    JSON log lines, one a request, would otherwise make the benchmark measure a file system
+    too), so a crash's traceback is still there to show.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: Mapping[str, str],
+        log: Path,
+        *,
+        drop_stdout: bool = False,
+    ) -> None:
         self.name = name
+        self.log = log
+        self._dropped = drop_stdout
         self._log = log.open("wb")
         self.popen = subprocess.Popen(  # noqa: S603 - argv built by this module
             argv,
             env=dict(env),
             cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+            stdout=subprocess.DEVNULL if drop_stdout else self._log,
+            stderr=self._log,
             start_new_session=True,
         )
-        self.log = log
 
     @property
     def pid(self) -> int:
@@ -96,7 +110,8 @@ class Process:
         """Raise, with the end of its log, if the process has exited."""
         if self.popen.poll() is not None:
             tail = self.log.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{tail}")
+            hint = " (its log lines: run with --keep-logs)" if self._dropped else ""
+            raise RuntimeError(f"{self.name} exited with {self.popen.returncode}{hint}:\n{tail}")
 
     def stop(self) -> None:
         """SIGTERM to its process group, SIGKILL after 10 s."""
@@ -122,12 +137,14 @@ class Server(Process):
         env: Mapping[str, str],
         log: Path,
         *,
+        drop_stdout: bool,
         port: int,
         workers: int,
         stats_dir: Path,
     ) -> None:
         stats_dir.mkdir(parents=True)
-        super().__init__(name, argv, {**env, "BENCH_STATS_DIR": str(stats_dir)}, log)
+        env = {**env, "BENCH_STATS_DIR": str(stats_dir)}
+        super().__init__(name, argv, env, log, drop_stdout=drop_stdout)
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.workers = workers

@@ -4,7 +4,7 @@ Starts memcached, the emulator (:mod:`bench.emulator`), the gateway (:mod:`bench
 peer (:mod:`bench.peer_app`) as processes on free loopback ports, pins the servers and the load
 generator (wrk, with memcached and the emulators) to different cores when there are two or
 more, warms up, drives each scenario with wrk and prints one table, written as JSON to
-``bench/results/<timestamp>.json`` as well:
+``bench/results/<time>-w<workers>-<launcher>.json`` as well:
 
 (a) the limit: ``GET /bench/limit``, an unauthenticated route of the same app answering
     ``/auth/me``'s body (same handler, same bytes);
@@ -13,7 +13,8 @@ more, warms up, drives each scenario with wrk and prints one table, written as J
 (d) the peer: ``GET /auth/me`` of a small app protected by ``auth0-fastapi-api``;
 (e) cold tokens: each request a different valid token, under 100 connections, with the
     gateway's validations and the Auth0 calls per distinct token;
-(f) garbage tokens: rejected requests per second, and the Auth0 calls (must be zero).
+(f) garbage tokens: rejected requests per second, and the Auth0 calls (must be zero);
+(a2), (b2) (a) and (b) once more on a second gateway at log level WARNING: the access line's cost.
 
 Each row: requests per second, p50 and p99 latency, the ratios to (a), the Auth0 calls, the
 server's peak RSS and, with several workers, the connections each worker held.
@@ -25,14 +26,17 @@ import argparse
 import asyncio
 import base64
 import datetime as dt
+import glob
 import json
 import os
 import secrets
 import shutil
+import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +58,8 @@ BUSY_LOAD = 0.5
 #: (e)'s second half: this many new tokens, each sent on every connection at once
 BURST_TOKENS = 20
 
+ROW_ORDER = ["a", "b", "c", "d", "e", "f", "a2", "b2"]
+
 #: The issue's targets for one worker: (b) against (a) and (d), and the RSS growth.
 TARGETS = {
     "b_rps_vs_a": 0.85,  # at least
@@ -70,6 +76,7 @@ class Options:
     workers: int = 1
     launcher: str = "uvicorn"
     duration: float = 10.0
+    rounds: int = 2
     warmup: float = 2.0
     cold_duration: float = 5.0
     cold_tokens: int = 20_000
@@ -78,6 +85,8 @@ class Options:
     soak_requests: int = 200_000
     scenarios: str = "abcdef"
     log_level: str = "INFO"
+    database: str = "auto"
+    quiet_gateway: bool = True
     out_dir: Path = RESULTS_DIR
     strict: bool = False
     keep_logs: bool = False
@@ -97,6 +106,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help="with --workers N: uvicorn's shared socket, or one SO_REUSEPORT socket per worker",
     )
     parser.add_argument("--duration", type=float, default=defaults.duration)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=defaults.rounds,
+        help="(a)-(d) run interleaved this many times, --duration/--rounds seconds each",
+    )
     parser.add_argument("--warmup", type=float, default=defaults.warmup)
     parser.add_argument("--cold-duration", type=float, default=defaults.cold_duration)
     parser.add_argument(
@@ -114,14 +129,28 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         default=defaults.log_level,
         help="the servers' log level; INFO (gateway serve's default) logs every request",
     )
+    parser.add_argument(
+        "--database",
+        choices=("auto", "postgres", "sqlite"),
+        default=defaults.database,
+        help="for (c): a throw-away PostgreSQL when installed (auto), or an SQLite file",
+    )
+    parser.add_argument(
+        "--no-quiet-gateway",
+        dest="quiet_gateway",
+        action="store_false",
+        help="skip (a2)/(b2): the same gateway at log level WARNING, without access lines",
+    )
     parser.add_argument("--out-dir", type=Path, default=defaults.out_dir)
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument(
-        "--keep-logs", action="store_true", help="keep the processes' logs (printed at the end)"
+        "--keep-logs",
+        action="store_true",
+        help="keep the processes' output, the servers' access lines too, in the scratch directory",
     )
     args = parser.parse_args(argv)
-    if args.workers < 1 or args.connections < 1 or args.threads < 1:
-        parser.error("--workers, --connections and --threads must be at least 1")
+    if min(args.workers, args.connections, args.threads, args.rounds) < 1:
+        parser.error("--workers, --connections, --threads and --rounds must be at least 1")
     return Options(**vars(args))
 
 
@@ -148,8 +177,8 @@ def garbage_tokens(valid: str, kid: str, count: int = 1200) -> list[str]:
         kind = i % 6
         if kind == 0:
             text = "".join(secrets.choice(printable) for _ in range(20 + i % 700))
-            # a dot-less base64url string of 16+ characters is an opaque token: keep a bad one
-            out.append(text if "." in text or not text.isalnum() else text + "!")
+            # garbage, not by chance the shape of an opaque token (which goes to /userinfo)
+            out.append(text if TokenValidator.classify(text) == "malformed" else text + "!")
         elif kind == 1:
             out.append(".".join(secrets.token_urlsafe(8 + i % 300) for _ in range(3)))
         elif kind == 2:
@@ -217,6 +246,7 @@ class Row:
     connections_per_worker: list[int] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     skipped: str | None = None
+    baseline: str = "a"  # the limit row this row's ratios are to
 
 
 class Bench:
@@ -227,6 +257,8 @@ class Bench:
         self.pinning = Pinning.detect()
         self.tmp = Path(tempfile.mkdtemp(prefix="venue-gateway-bench-"))
         self.processes: list[Process] = []
+        self.cleanups: list[Callable[[], None]] = []
+        self.database_kind = "none"
         self.rows: dict[str, Row] = {}
         self.notes: list[str] = []
         self.started_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -238,6 +270,8 @@ class Bench:
     def __exit__(self, *exc: object) -> None:
         for proc in reversed(self.processes):
             proc.stop()
+        for cleanup in reversed(self.cleanups):
+            cleanup()
         if self.options.keep_logs:
             print(f"bench: logs kept in {self.tmp}")
         else:
@@ -250,7 +284,9 @@ class Bench:
         self.processes.append(proc)
         return proc
 
-    def _server(self, name: str, app: str, env: Mapping[str, str]) -> Server:
+    def _server(
+        self, name: str, app: str, env: Mapping[str, str], *, log_level: str | None = None
+    ) -> Server:
         port = free_port()
         argv = [
             sys.executable,
@@ -265,12 +301,13 @@ class Bench:
             "--launcher",
             self.options.launcher,
         ]
-        argv += ["--log-level", self.options.log_level]
+        argv += ["--log-level", log_level or self.options.log_level]
         server = Server(
             name,
             self.pinning.wrap(argv, self.pinning.server),
             {**os.environ, **env},
             self.tmp / f"{name}.log",
+            drop_stdout=not self.options.keep_logs,
             port=port,
             workers=self.options.workers,
             stats_dir=self.tmp / f"{name}-stats",
@@ -289,14 +326,8 @@ class Bench:
         return f"http://127.0.0.1:{port}", self._spawn(name, argv)
 
     def start(self) -> None:
-        """memcached, both emulators, the gateway and the peer; all ready to serve."""
+        """Both emulators, memcached, the database, the gateway and the peer; all serving."""
         opts = self.options
-        memcached_port = free_port()
-        memcached = ["memcached", "-l", "127.0.0.1", "-p", str(memcached_port), "-U", "0"]
-        memcached += ["-m", "256", "-c", "4096", "-t", "1"]
-        if os.geteuid() == 0:
-            memcached += ["-u", "root"]
-        self._spawn("memcached", self.pinning.wrap(memcached, self.pinning.load))
         cold_count = opts.cold_tokens + BURST_TOKENS if "e" in opts.scenarios else 0
         self.emulator_url, emulator = self._emulator("emulator", 2 + cold_count)
         # the peer's tenant: an https issuer, which the plugin insists on (bench/peer_app.py)
@@ -312,9 +343,21 @@ class Bench:
 
             wait_until(up, proc.name, timeout_s=180)
             self.pinning.move(proc.pid, self.pinning.load)
+        if self.pinning.load is not None:
+            # this process is load side, and so is whatever it starts unless told otherwise
+            os.sched_setaffinity(0, self.pinning.load)
+        memcached_port = free_port()
+        memcached = ["memcached", "-l", "127.0.0.1", "-p", str(memcached_port), "-U", "0"]
+        memcached += ["-m", "256", "-c", "4096", "-t", "1"]
+        if os.geteuid() == 0:
+            memcached += ["-u", "root"]
+        self._spawn("memcached", memcached)
+        database_url = self._database()
         tokens = (self.tmp / "emulator-tokens.txt").read_text().split()
         self.token, self.admin_token = tokens[0], tokens[1]
         cold, self.burst_tokens = tokens[2:-BURST_TOKENS], tokens[-BURST_TOKENS:]
+        if "e" not in opts.scenarios:
+            cold, self.burst_tokens = [], []
         self.cold_file = self.tmp / "cold-tokens.txt"
         self.cold_file.write_text("\n".join(cold) + "\n")
         self.cold_count = len(cold)
@@ -323,18 +366,24 @@ class Bench:
         self.garbage_file = self.tmp / "garbage-tokens.txt"
         self.garbage_file.write_text("\n".join(garbage_tokens(self.token, kid)) + "\n")
 
-        self.gateway = self._server(
-            "gateway",
-            "bench.app:create_bench_app",
-            {
-                "GATEWAY_ENV": "local",
-                "GATEWAY_AUTH0__DOMAIN": self.emulator_url,
-                "GATEWAY_CACHE__URL": f"memcached://127.0.0.1:{memcached_port}",
-                "GATEWAY_CACHE__NAMESPACE": f"bench-{secrets.token_hex(4)}",
-                "GATEWAY_DATABASE__URL": f"sqlite+aiosqlite:///{self.tmp / 'venues.db'}",
-                "BENCH_LIMIT_PRINCIPAL": limit_principal(self.emulator_url, self.token),
-            },
-        )
+        gateway_env = {
+            "GATEWAY_ENV": "local",
+            "GATEWAY_AUTH0__DOMAIN": self.emulator_url,
+            "GATEWAY_CACHE__URL": f"memcached://127.0.0.1:{memcached_port}",
+            "GATEWAY_CACHE__NAMESPACE": f"bench-{secrets.token_hex(4)}",
+            "GATEWAY_DATABASE__URL": database_url,
+            "BENCH_LIMIT_PRINCIPAL": limit_principal(self.emulator_url, self.token),
+        }
+        self.gateway = self._server("gateway", "bench.app:create_bench_app", gateway_env)
+        self.quiet: Server | None = None
+        if opts.log_level.upper() in {"DEBUG", "INFO"} and opts.quiet_gateway:
+            # the same gateway without its per-request access line: what the line costs
+            self.quiet = self._server(
+                "gateway-quiet",
+                "bench.app:create_bench_app",
+                gateway_env,
+                log_level="WARNING",
+            )
         self.peer = self._server(
             "peer",
             "bench.peer_app:create_peer_app",
@@ -343,14 +392,27 @@ class Bench:
                 "BENCH_PEER_AUDIENCE": AUDIENCE,
             },
         )
-        self.gateway.wait_ready()
-        self.peer.wait_ready()
+        for server in (self.gateway, self.peer, self.quiet):
+            if server is not None:
+                server.wait_ready()
         self.client = httpx.Client(timeout=10)
         self._check_bodies()
         self.venue_path = self._venue_path() if "c" in self.options.scenarios else None
-        if self.pinning.load is not None:
-            # from here on this process is load too ((e)'s bursts): keep it off the servers' cores
-            os.sched_setaffinity(0, self.pinning.load)
+
+    def _database(self) -> str:
+        """The venue database's URL: a throw-away PostgreSQL (what production runs) when the
+        machine has one (``--database auto``), else an SQLite file."""
+        choice = self.options.database
+        if choice == "auto":
+            choice = "postgres" if glob.glob("/usr/lib/postgresql/*/bin/initdb") else "sqlite"
+        self.database_kind = choice
+        if choice == "sqlite":
+            return f"sqlite+aiosqlite:///{self.tmp / 'venues.db'}"
+        from tests.postgres import PostgresProcess  # the tests' throw-away server, reused
+
+        postgres = PostgresProcess().start()
+        self.cleanups.append(postgres.stop)
+        return postgres.url
 
     def _check_bodies(self) -> None:
         me = self.client.get(f"{self.gateway.url}/auth/me", headers=self._bearer(self.token))
@@ -419,6 +481,40 @@ class Bench:
             during=server.connections_per_worker,
         )
 
+    def _record(
+        self, key: str, label: str, server: Server, runs: list[Run], calls: Mapping[str, int]
+    ) -> Row:
+        """One row from one or more runs: their requests over their time, the median p50/p99."""
+        seconds = sum(run.seconds for run in runs)
+        requests = sum(run.requests for run in runs)
+        statuses: Counter[str] = Counter()
+        for run in runs:
+            statuses.update(run.raw.get("statuses", {}))
+        row = Row(
+            key=key,
+            label=label,
+            rps=requests / seconds if seconds else 0.0,
+            p50_ms=statistics.median(run.p50_ms for run in runs),
+            p99_ms=statistics.median(run.p99_ms for run in runs),
+            non_2xx=sum(run.non_2xx for run in runs),
+            socket_errors=sum(run.socket_errors for run in runs),
+            requests=requests,
+            auth0_calls=sum(calls.values()),
+            peak_rss_mib=server.memory_kib()["peak"] / 1024,
+            connections_per_worker=list(runs[-1].raw.get("sampled", {}).values()),
+            extra={
+                "requests_sent": sum(run.sent for run in runs),
+                "statuses": dict(statuses),
+                "auth0_calls_by_route": dict(calls),
+                "rounds": [
+                    {"rps": round(run.rps, 1), "p50_ms": run.p50_ms, "p99_ms": run.p99_ms}
+                    for run in runs
+                ],
+            },
+        )
+        self.rows[key] = row
+        return row
+
     def _measure(
         self,
         key: str,
@@ -432,95 +528,76 @@ class Bench:
     ) -> Row:
         self._reset_auth0_calls(emulator_url)
         run = self._wrk(server, path, env, seconds)
-        calls = self._auth0_calls(emulator_url)
-        row = Row(
-            key=key,
-            label=label,
-            rps=run.rps,
-            p50_ms=run.p50_ms,
-            p99_ms=run.p99_ms,
-            non_2xx=run.non_2xx,
-            socket_errors=run.socket_errors,
-            requests=run.requests,
-            auth0_calls=sum(calls.values()),
-            peak_rss_mib=server.memory_kib()["peak"] / 1024,
-            connections_per_worker=list(run.raw.get("sampled", {}).values()),
-            extra={"requests_sent": run.sent, "auth0_calls_by_route": calls},
-        )
-        a = self.rows.get("a")
-        if a is not None and a.rps and a.p99_ms:
-            row.rps_vs_a = run.rps / a.rps
-            row.p99_vs_a = run.p99_ms / a.p99_ms
-        self.rows[key] = row
-        return row
+        return self._record(key, label, server, [run], self._auth0_calls(emulator_url))
 
     def run(self) -> dict[str, Any]:
-        """Every scenario in order; the result document."""
+        """Every scenario; the result document.
+
+        (a) to (d) run interleaved, ``--rounds`` times each for ``--duration / --rounds``, so
+        that a slow spell of the machine does not fall on one scenario only; then (e), (f).
+        """
         opts = self.options
         wanted = opts.scenarios
         cached = {"BENCH_WRK_MODE": "bearer", "BENCH_WRK_TOKEN": self.token}
         peer = {"BENCH_WRK_MODE": "bearer", "BENCH_WRK_TOKEN": self.peer_token}
         plain = {"BENCH_WRK_MODE": "none"}
-        gateway_runs: list[tuple[str, str, str, dict[str, str]]] = [
-            ("a", "(a) limit: GET /bench/limit, no auth", "/bench/limit", plain),
-            ("b", "(b) GET /auth/me, cached token", "/auth/me", cached),
+        gateway, peer_server = self.gateway, self.peer
+        plans: list[tuple[str, str, Server, str, dict[str, str], str]] = [
+            ("a", "(a) limit: GET /bench/limit, no auth", gateway, "/bench/limit", plain, ""),
+            ("b", "(b) GET /auth/me, cached token", gateway, "/auth/me", cached, ""),
         ]
         if self.venue_path is not None:
-            gateway_runs.append(
-                ("c", f"(c) GET {self.venue_path}, cached", self.venue_path, cached)
-            )
+            label = f"(c) GET {self.venue_path}, cached"
+            plans.append(("c", label, gateway, self.venue_path, cached, ""))
         elif "c" in wanted:
             self.rows["c"] = Row("c", "(c) GET /venues/{id}", skipped="the app has no venues")
-        gateway_runs = [r for r in gateway_runs if r[0] in wanted]
+        label = "(d) peer: auth0-fastapi-api GET /auth/me"
+        plans.append(("d", label, peer_server, "/auth/me", peer, "peer"))
+        if self.quiet is not None:
+            label = "(a2) = (a), gateway without access log"
+            plans.append(("a2", label, self.quiet, "/bench/limit", plain, ""))
+            label = "(b2) = (b), gateway without access log"
+            plans.append(("b2", label, self.quiet, "/auth/me", cached, ""))
+        plans = [plan for plan in plans if plan[0][0] in wanted]
 
-        for _, _, path, env in gateway_runs:
-            self._wrk(self.gateway, path, env, opts.warmup)
-        if "d" in wanted:
-            self._wrk(self.peer, "/auth/me", peer, opts.warmup)
-
-        soak_start = self.gateway.memory_kib()
-        soaked = 0
-        for key, label, path, env in gateway_runs:
-            row = self._measure(
-                key,
-                label,
-                self.gateway,
-                path,
-                env,
-                emulator_url=self.emulator_url,
-                seconds=opts.duration,
-            )
-            soaked += row.requests or 0
+        for _, _, server, path, env, _ in plans:
+            self._wrk(server, path, env, opts.warmup)
+        soak_start = gateway.memory_kib()
+        runs: dict[str, list[Run]] = {plan[0]: [] for plan in plans}
+        calls: dict[str, Counter[str]] = {plan[0]: Counter() for plan in plans}
+        for _ in range(opts.rounds):
+            for key, _, server, path, env, which in plans:
+                url = self.peer_emulator_url if which == "peer" else self.emulator_url
+                self._reset_auth0_calls(url)
+                runs[key].append(self._wrk(server, path, env, opts.duration / opts.rounds))
+                calls[key].update(self._auth0_calls(url))
+        for key, label, server, _, _, _ in plans:
+            row = self._record(key, label, server, runs[key], calls[key])
+            row.baseline = "a2" if key.endswith("2") else "a"
+        soaked = sum(run.requests for key in "abc" for run in runs.get(key, []))
         topped_up = 0
-        while gateway_runs and soaked < opts.soak_requests and topped_up < 20:
-            soaked += self._wrk(self.gateway, "/auth/me", cached, opts.duration).requests
+        while "b" in runs and soaked < opts.soak_requests and topped_up < 20:
+            soaked += self._wrk(gateway, "/auth/me", cached, opts.duration).requests
             topped_up += 1
-        soak_end = self.gateway.memory_kib()
+        soak_end = gateway.memory_kib()
 
-        if "d" in wanted:
-            self._measure(
-                "d",
-                "(d) peer: auth0-fastapi-api GET /auth/me",
-                self.peer,
-                "/auth/me",
-                peer,
-                emulator_url=self.peer_emulator_url,
-                seconds=opts.duration,
-            )
         if "e" in wanted:
             self._cold()
         if "f" in wanted:
-            garbage = {"BENCH_WRK_MODE": "tokens", "BENCH_WRK_TOKENS_FILE": str(self.garbage_file)}
-            row = self._measure(
+            garbage = {
+                "BENCH_WRK_MODE": "tokens",
+                "BENCH_WRK_TOKENS_FILE": str(self.garbage_file),
+                "BENCH_WRK_STATUSES": "1",
+            }
+            self._measure(
                 "f",
                 "(f) garbage tokens, rejected",
-                self.gateway,
+                gateway,
                 "/auth/me",
                 garbage,
                 emulator_url=self.emulator_url,
                 seconds=opts.duration,
             )
-            row.extra["rejected_401"] = row.non_2xx
         return self._document(soak_start, soak_end, soaked)
 
     def _cold(self) -> None:
@@ -528,7 +605,11 @@ class Bench:
         connection at once; both count the gateway's validations and the Auth0 calls."""
         opts = self.options
         before = self._validations()
-        env = {"BENCH_WRK_MODE": "tokens", "BENCH_WRK_TOKENS_FILE": str(self.cold_file)}
+        env = {
+            "BENCH_WRK_MODE": "tokens",
+            "BENCH_WRK_TOKENS_FILE": str(self.cold_file),
+            "BENCH_WRK_STATUSES": "1",
+        }
         row = self._measure(
             "e",
             "(e) cold: a new valid token per request",
@@ -577,6 +658,11 @@ class Bench:
         self, soak_start: dict[str, int], soak_end: dict[str, int], soaked: int
     ) -> dict[str, Any]:
         rows = self.rows
+        for row in rows.values():
+            limit = rows.get(row.baseline)
+            if limit is not None and limit.rps and limit.p99_ms and row.rps is not None:
+                row.rps_vs_a = row.rps / limit.rps
+                row.p99_vs_a = (row.p99_ms or 0) / limit.p99_ms
         growth = (soak_end["rss"] - soak_start["rss"]) / soak_start["rss"] if soaked else None
         checks: dict[str, dict[str, Any]] = {}
 
@@ -590,6 +676,13 @@ class Bench:
         if b and d and b.rps and d.rps:
             ratio = b.rps / d.rps
             check("b_rps_vs_d", ratio, ratio >= TARGETS["b_rps_vs_d"], ">= 1.7")
+        b2 = rows.get("b2")
+        if b2 is not None and b2.rps_vs_a is not None and b2.p99_vs_a is not None:
+            check("b2_rps_vs_a2", b2.rps_vs_a, b2.rps_vs_a >= TARGETS["b_rps_vs_a"], ">= 0.85")
+            check("b2_p99_vs_a2", b2.p99_vs_a, b2.p99_vs_a <= TARGETS["b_p99_vs_a"], "<= 1.5")
+            if d and b2.rps and d.rps:
+                ratio = b2.rps / d.rps
+                check("b2_rps_vs_d", ratio, ratio >= TARGETS["b_rps_vs_d"], ">= 1.7")
         if e is not None:
             one = bool(e.extra.get("one_validation_per_token"))
             check(
@@ -608,6 +701,13 @@ class Bench:
             )
         if f is not None:
             check("f_auth0_calls", f.auth0_calls, f.auth0_calls == 0, "== 0")
+            statuses = f.extra["statuses"]
+            check(
+                "f_all_401",
+                statuses,
+                set(statuses) == {"401"},
+                "every garbage token answered 401",
+            )
         if growth is not None:
             check(
                 "rss_growth",
@@ -634,8 +734,9 @@ class Bench:
                 k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.options).items()
             },
             "pinning": {"server_cores": self.pinning.server, "load_cores": self.pinning.load},
+            "database": self.database_kind,
             "body_bytes": self.body_bytes,
-            "rows": {k: asdict(rows[k]) for k in sorted(rows)},
+            "rows": {k: asdict(rows[k]) for k in sorted(rows, key=ROW_ORDER.index)},
             "soak": {
                 "requests": soaked,
                 "rss_kib_before": soak_start["rss"],

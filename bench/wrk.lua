@@ -4,6 +4,7 @@
 --   BENCH_WRK_MODE=tokens               request i of thread t sends line t + i * BENCH_WRK_THREADS
 --                                       of BENCH_WRK_TOKENS_FILE: each token once, in order; past
 --                                       the end the thread starts again and counts "wrapped"
+-- BENCH_WRK_STATUSES=1 also counts the answers by status code (a Lua call per response).
 -- done() prints one line, "BENCH_RESULT {json}", with the counters and the exact latency
 -- percentiles in microseconds (wrk's --latency table rounds them).
 
@@ -50,21 +51,36 @@ if mode == "tokens" then
   end
 end
 
+statuses = {}
+if os.getenv("BENCH_WRK_STATUSES") == "1" then
+  function response(status, headers, body)
+    statuses[status] = (statuses[status] or 0) + 1
+  end
+end
+
 function done(summary, latency, requests)
   local total_sent, total_wrapped = 0, 0
+  local by_status = {}
   for _, thread in ipairs(threads) do
     total_sent = total_sent + (thread:get("sent") or 0)
     total_wrapped = total_wrapped + (thread:get("wrapped") or 0)
+    for status, count in pairs(thread:get("statuses") or {}) do
+      by_status[status] = (by_status[status] or 0) + count
+    end
+  end
+  local parts = {}
+  for status, count in pairs(by_status) do
+    table.insert(parts, string.format('"%d": %d', status, count))
   end
   local e = summary.errors
   io.write(string.format(
     'BENCH_RESULT {"duration_us": %d, "requests": %d, "bytes": %d, '
       .. '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, '
       .. '"latency_us": {"p50": %d, "p90": %d, "p99": %d, "p999": %d, "max": %d, "mean": %.1f}, '
-      .. '"sent": %d, "wrapped": %d}\n',
+      .. '"sent": %d, "wrapped": %d, "statuses": {%s}}\n',
     summary.duration, summary.requests, summary.bytes,
     e.connect, e.read, e.write, e.status, e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99),
     latency:percentile(99.9), latency.max, latency.mean,
-    total_sent, total_wrapped))
+    total_sent, total_wrapped, table.concat(parts, ", ")))
 end
