@@ -37,7 +37,7 @@ dev: install
 test: install system-packages
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-## the benchmark (README, Performance), about 2 minutes; wrk and memcached from Debian's
+## the benchmark (README, Performance), under 3 minutes; wrk and memcached from Debian's
 ## packages when missing. Options: make bench BENCH_ARGS='--workers 2 --launcher reuseport'
 BENCH_ARGS ?=
 BENCH_MISSING = $(if $(shell command -v wrk),,wrk) $(if $(shell command -v memcached),,memcached)
