@@ -26,9 +26,13 @@ from app.users.service import UserService
 router = APIRouter(prefix="/users", tags=["users"], route_class=BodyLimitRoute)
 
 
-async def user_service(services: ServicesDep) -> UserService:
-    """The user service over the app's services."""
-    return UserService.from_services(services)
+async def user_service(request: Request, services: ServicesDep) -> UserService:
+    """The user service over the app's services, built once per app start, not per request."""
+    built: tuple[object, UserService] | None = getattr(request.app.state, "user_service", None)
+    if built is None or built[0] is not services:
+        built = (services, UserService.from_services(services))
+        request.app.state.user_service = built
+    return built[1]
 
 
 UsersDep = Annotated[UserService, Depends(user_service)]
