@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from app.db_cli import db_cli
+from app.db.cli import db_cli
 from app.tenant.commands import doctor, provision
 
 cli = typer.Typer(

@@ -9,10 +9,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.cors import install_cors
-from app.docs import install_docs
-from app.errors import install_error_handlers
-from app.migrations import prepare_schema
+from app.db.migrations import prepare_schema
+from app.http.cors import install_cors
+from app.http.docs_page import install_docs
+from app.http.errors import install_error_handlers
 from app.observability.logging import register_settings_secrets
 from app.observability.metrics import Metrics
 from app.observability.middleware import ObservabilityMiddleware
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "username and password, and every protected route works from this page."
         ),
         lifespan=lifespan,
-        docs_url=None,  # app.docs serves the page with its assets, no CDN
+        docs_url=None,  # app.http.docs_page serves the page with its assets, no CDN
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
         swagger_ui_init_oauth={"usePkceWithAuthorizationCodeGrant": False},

@@ -2,7 +2,7 @@
 
 - One mechanism for the client IP: uvicorn's proxy-header parsing is off, because it would
   trust ``FORWARDED_ALLOW_IPS`` (127.0.0.1 by default) behind the gateway's back; the app reads
-  ``X-Forwarded-For`` itself and only from ``GATEWAY_TRUSTED_PROXIES`` (:mod:`app.client_ip`),
+  ``X-Forwarded-For`` itself and only from ``GATEWAY_TRUSTED_PROXIES`` (:mod:`app.http.client_ip`),
   under any server, tests included.
 - Logs are JSON lines on stdout (:func:`app.observability.logging.uvicorn_log_config`), uvicorn's
   access log is off (it prints query strings) in favour of the gateway's own.

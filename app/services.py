@@ -8,17 +8,18 @@ from dataclasses import dataclass
 
 import httpx
 
-from app.auth_flow import AuthFlow
+from app.auth.flow import AuthFlow
+from app.auth.principal import Principal
+from app.auth.resolver import PrincipalResolver
+from app.auth.session_index import UserSessionIndex
+from app.auth.sessions import SessionCipher, SessionStore
 from app.cache import Cache, LocalTier, build_cache
 from app.clients.auth0 import Auth0AuthClient
 from app.clients.jwks import JwksCache
 from app.clients.management import ManagementClient, build_management_client
 from app.clients.token_validator import TokenValidator
-from app.db import Database, open_database
+from app.db.engine import Database, open_database
 from app.observability.metrics import Metrics
-from app.principals import PrincipalResolver
-from app.sessions import SessionCipher, SessionStore
-from app.users.session_index import UserSessionIndex
 from settings import Settings
 
 log = logging.getLogger("app.services")
@@ -82,7 +83,7 @@ async def build_services(
         settings=settings.auth0,
         namespace=namespace,
         cache=cache,
-        local=LocalTier.from_settings(settings.cache),
+        local=LocalTier[Principal].from_settings(settings.cache),
         validator=validator,
         auth0=auth0,
         sessions=sessions,

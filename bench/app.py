@@ -29,8 +29,8 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
+from app.auth.principal import Principal
 from app.main import create_app
-from app.principal import Principal
 from app.routers import auth as auth_routes
 from app.routers.auth import PrincipalOut, get_me
 from settings import load_settings

@@ -408,7 +408,7 @@ class Bench:
         self.database_kind = choice
         if choice == "sqlite":
             return f"sqlite+aiosqlite:///{self.tmp / 'venues.db'}"
-        from tests.postgres import PostgresProcess  # the tests' throw-away server, reused
+        from tests.db.postgres import PostgresProcess  # the tests' throw-away server, reused
 
         postgres = PostgresProcess().start()
         self.cleanups.append(postgres.stop)

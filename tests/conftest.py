@@ -11,6 +11,8 @@ from emulator.app import create_emulator_app
 from emulator.state import Tenant
 from tests.servers import MemcachedProcess, UvicornThread, free_port
 
+pytest_plugins = ["tests.db.fixtures"]
+
 
 class RunningEmulator:
     """An emulator served over real HTTP; ``tenant`` is its live state."""

@@ -2,7 +2,7 @@
 
 Every call goes through one injected, shared :class:`httpx.AsyncClient` with
 ``settings.timeout_s``, and every failure leaves this module as an error of
-:mod:`app.errors`: the user's fault (wrong password, blocked, MFA) as 401/403, Auth0
+:mod:`app.http.errors`: the user's fault (wrong password, blocked, MFA) as 401/403, Auth0
 throttling as 429, a tenant that refuses the gateway itself as 502 plus a loud log line,
 and anything upstream being down or answering garbage as 503 with ``Retry-After``.
 
@@ -30,7 +30,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from app.clients.rate_limits import requested_wait_s
-from app.errors import (
+from app.http.errors import (
     Forbidden,
     GatewayError,
     InvalidCredentials,

@@ -18,7 +18,7 @@ from typing import Any
 
 import jwt
 
-from app.errors import GatewayError, UpstreamUnavailable
+from app.http.errors import GatewayError, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class JwksCache:
         """The RS256 signing key with this ``kid``.
 
         Raises :class:`UnknownKeyError` when no usable key has it, and
-        :class:`~app.errors.UpstreamUnavailable` when no key set could ever be fetched.
+        :class:`~app.http.errors.UpstreamUnavailable` when no key set could ever be fetched.
         """
         if self._keys is None or self._is_stale():
             # a stale set is refreshed by one caller; the others keep using it meanwhile

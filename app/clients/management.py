@@ -29,6 +29,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from app.auth.sessions import SessionCipher
 from app.cache import Cache
 from app.clients.auth0 import Auth0AuthClient
 from app.clients.management_errors import (
@@ -39,7 +40,6 @@ from app.clients.management_errors import (
 )
 from app.clients.management_tokens import ClientCredentialsTokens, TokenProvider
 from app.clients.rate_limits import requested_wait_s
-from app.sessions import SessionCipher
 from settings.model import Settings
 
 log = logging.getLogger(__name__)

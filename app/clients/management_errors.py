@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from app.errors import (
+from app.http.errors import (
     BadRequest,
     Conflict,
     GatewayError,

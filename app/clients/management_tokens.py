@@ -19,11 +19,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from app.auth.sessions import SessionCipher
 from app.cache import Cache, cache_key
-from app.cache_lock import CacheLock, wait_for
+from app.cache.lock import CacheLock, wait_for
+from app.cache.singleflight import SingleFlight
 from app.clients.auth0 import TokenSet
-from app.sessions import SessionCipher
-from app.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from typing import Any, Literal
 
 import jwt
 
+from app.auth.principal import Principal
 from app.clients.auth0 import MSG_EXPIRED, MSG_INVALID
 from app.clients.jwks import JwksCache, UnknownKeyError
-from app.errors import Unauthorized
-from app.principal import Principal
+from app.http.errors import Unauthorized
 from settings.model import Auth0Settings
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,9 @@ from fastapi.security import OAuth2PasswordBearer
 from fastapi.security.base import SecurityBase
 from fastapi.security.utils import get_authorization_scheme_param
 
+from app.auth.principal import Principal
 from app.clients.token_validator import MAX_TOKEN_LENGTH
-from app.errors import InsufficientScope, Unauthorized
-from app.principal import Principal
+from app.http.errors import InsufficientScope, Unauthorized
 from app.services import Services
 
 # Declares the OAuth2 password flow on the docs page: "Authorize" posts to /auth/login.

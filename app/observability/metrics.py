@@ -29,7 +29,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from app.errors import GatewayError
+from app.http.errors import GatewayError
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 """The environment variable naming the directory shared by the workers' metric files."""
@@ -178,7 +178,7 @@ def counted(
 ]:
     """Count every call of an async method in ``auth_operations`` under ``operation``.
 
-    The outcome is ``ok``, the :class:`~app.errors.GatewayError` code raised, or
+    The outcome is ``ok``, the :class:`~app.http.errors.GatewayError` code raised, or
     ``server_error`` for anything else; the method's object holds the :class:`Metrics`.
     """
 

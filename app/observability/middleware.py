@@ -5,7 +5,7 @@
   the ``X-Request-ID`` response header and into every log line of the request.
 - The access line (logger ``app.access``) names the route template (``/venues/{venue_id}``,
   never ids or query strings), method, status, latency, the client IP (as
-  :func:`app.client_ip.client_ip` resolves it) and the caller's ``sub`` once authenticated
+  :func:`app.http.client_ip.client_ip` resolves it) and the caller's ``sub`` once authenticated
   (the security dependency leaves it in ``request.state.sub``). Probes and ``/metrics`` log
   at DEBUG, so a scraper and a health checker do not flood the log.
 - Metrics label requests by route template, so a scan of random paths makes one ``unmatched``
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.client_ip import Network, client_ip
+from app.http.client_ip import Network, client_ip
 from app.observability.logging import request_id_var
 from app.observability.metrics import Metrics
 

@@ -8,12 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.auth_flow import TokenResponse
-from app.body_limit import BodyLimitRoute
-from app.client_ip import client_ip
+from app.auth.flow import TokenResponse
 from app.deps.security import BearerToken, CurrentPrincipal, ServicesDep
-from app.errors import BadRequest, ValidationFailed
-from app.responses import error_responses
+from app.http.body_limit import BodyLimitRoute
+from app.http.client_ip import client_ip
+from app.http.errors import BadRequest, ValidationFailed
+from app.http.responses import error_responses
 
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=BodyLimitRoute)
 

@@ -10,10 +10,10 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from pydantic import BaseModel, ConfigDict
 
-from app.body_limit import BodyLimitRoute
 from app.deps.security import ServicesDep
-from app.errors import Unauthorized
-from app.responses import error_responses
+from app.http.body_limit import BodyLimitRoute
+from app.http.errors import Unauthorized
+from app.http.responses import error_responses
 
 router = APIRouter(prefix="/tokens", tags=["tokens"], route_class=BodyLimitRoute)
 

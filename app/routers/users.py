@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 from pydantic import AfterValidator
 
-from app.body_limit import BodyLimitRoute
-from app.client_ip import client_ip
+from app.auth.principal import Principal
 from app.deps.security import BearerToken, CurrentPrincipal, RequireScopes, ServicesDep
-from app.principal import Principal
-from app.responses import error_responses
+from app.http.body_limit import BodyLimitRoute
+from app.http.client_ip import client_ip
+from app.http.responses import error_responses
 from app.users.schemas import (
     AdminPatch,
     AdminUserOut,

@@ -8,11 +8,11 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 
-from app.body_limit import BodyLimitRoute
+from app.auth.principal import Principal
 from app.deps.database import DatabaseSession
 from app.deps.security import RequireScopes
-from app.principal import Principal
-from app.responses import error_responses
+from app.http.body_limit import BodyLimitRoute
+from app.http.responses import error_responses
 from app.venues.cursor import CURSOR_MAX_CHARS, Cursor
 from app.venues.preconditions import etag, parse_if_match
 from app.venues.repository import VenueRepository

@@ -18,7 +18,7 @@ from app.clients.auth0 import Auth0AuthClient
 from app.clients.management import PROVISIONING, ManagementClient
 from app.clients.management_errors import ManagementFailure
 from app.clients.management_tokens import ClientCredentialsTokens, StaticToken, TokenProvider
-from app.errors import GatewayError, UpstreamMisconfigured
+from app.http.errors import GatewayError, UpstreamMisconfigured
 from app.tenant import doctor as doctor_checks
 from app.tenant import provision as provisioning
 from app.tenant.config import (

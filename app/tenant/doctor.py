@@ -32,7 +32,7 @@ from app.clients.management import PROVISIONING, ManagementClient
 from app.clients.management_errors import ManagementFailure, ManagementNotFound
 from app.clients.management_tokens import StaticToken
 from app.clients.token_validator import TokenValidator
-from app.errors import GatewayError
+from app.http.errors import GatewayError
 from app.tenant.config import LOCAL_COMPANY
 from app.tenant.spec import Json, Requirement, Target, TenantSpec
 from settings.model import Settings

@@ -11,6 +11,8 @@ import ipaddress
 import logging
 from dataclasses import replace
 
+from app.auth.principal import Principal
+from app.auth.session_end import UserSessions
 from app.clients.auth0 import Auth0AuthClient, TokenSet
 from app.clients.management import (
     ADMIN,
@@ -21,12 +23,10 @@ from app.clients.management import (
 )
 from app.clients.management_errors import ManagementConflict
 from app.clients.token_validator import TokenValidator
-from app.errors import BadRequest, Forbidden, GatewayError, InvalidCredentials, RateLimited
-from app.principal import Principal
+from app.http.errors import BadRequest, Forbidden, GatewayError, InvalidCredentials, RateLimited
 from app.services import Services
 from app.users.rate_limit import FixedWindowLimiter
 from app.users.schemas import AdminPatch, PasswordChange, SelfPatch, SignupRequest
-from app.users.session_end import UserSessions
 
 log = logging.getLogger(__name__)
 

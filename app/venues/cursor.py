@@ -8,7 +8,7 @@ import json
 import uuid
 from dataclasses import dataclass
 
-from app.errors import BadRequest
+from app.http.errors import BadRequest
 from app.venues.schemas import check_text
 
 #: Cursors are short; anything longer was not issued here.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from app.errors import BadRequest, GatewayError
+from app.http.errors import BadRequest, GatewayError
 
 #: Versions are stored as 32-bit integers; a larger tag cannot match.
 _VERSION_MAX = 2**31 - 1

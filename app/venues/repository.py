@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
 
-from app.errors import Conflict, NotFound
+from app.http.errors import Conflict, NotFound
 from app.venues.cursor import Cursor
 from app.venues.models import Venue
 from app.venues.preconditions import PreconditionFailed

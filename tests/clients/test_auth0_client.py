@@ -19,7 +19,7 @@ from app.clients.auth0 import (
     Auth0AuthClient,
     TokenSet,
 )
-from app.errors import (
+from app.http.errors import (
     Forbidden,
     GatewayError,
     InvalidCredentials,

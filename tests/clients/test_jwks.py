@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from app.clients.jwks import JwksCache, UnknownKeyError
-from app.errors import UpstreamUnavailable
+from app.http.errors import UpstreamUnavailable
 from tests.tokens import JWKS, KID, OTHER_KID, OTHER_PRIVATE_KEY, jwks, public_jwk
 
 CACHE_S = 600.0

@@ -12,6 +12,7 @@ import httpx
 import pytest
 import respx
 
+from app.auth.sessions import SessionCipher
 from app.cache import MemoryCache
 from app.clients.auth0 import TokenSet
 from app.clients.management import INTERACTIVE, ManagementClient, RetryPolicy
@@ -24,7 +25,6 @@ from app.clients.management_errors import (
     ManagementUnavailable,
 )
 from app.clients.management_tokens import ClientCredentialsTokens, StaticToken
-from app.sessions import SessionCipher
 
 BASE = "https://acme-dev.auth0.com"
 API = f"{BASE}/api/v2"

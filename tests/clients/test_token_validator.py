@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from app.clients.auth0 import Auth0AuthClient
 from app.clients.jwks import JwksCache
 from app.clients.token_validator import MAX_TOKEN_LENGTH, TokenValidator
-from app.errors import Unauthorized, UpstreamUnavailable
+from app.http.errors import Unauthorized, UpstreamUnavailable
 from settings.model import Auth0Settings
 from tests.tokens import (
     AUDIENCE,

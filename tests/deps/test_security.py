@@ -10,9 +10,9 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI
 
+from app.auth.principal import Principal
 from app.deps.security import RequireScopes, current_principal
-from app.errors import install_error_handlers
-from app.principal import Principal
+from app.http.errors import install_error_handlers
 
 VIEWER = Principal(
     sub="auth0|viewer",

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import RunningEmulator
-from tests.emulator.test_management_support import (
+from tests.emulator.management_helpers import (
     Factory,
     admin_token,
     management_client,

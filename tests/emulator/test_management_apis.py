@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import RunningEmulator
 from tests.emulator.auth_helpers import CLIENT_ID, client_for, login_body
-from tests.emulator.test_management_support import (
+from tests.emulator.management_helpers import (
     Json,
     assert_management_error,
     client_with_scopes,

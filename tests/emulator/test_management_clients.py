@@ -10,7 +10,7 @@ import pytest
 from emulator.state import MANAGEMENT_SCOPES
 from tests.conftest import RunningEmulator
 from tests.emulator.auth_helpers import CLIENT_ID, client_for
-from tests.emulator.test_management_support import (
+from tests.emulator.management_helpers import (
     Json,
     assert_management_error,
     management_audience,

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import RunningEmulator
 from tests.emulator.auth_helpers import client_for, login
-from tests.emulator.test_management_support import (
+from tests.emulator.management_helpers import (
     Factory,
     assert_management_error,
     client_with_scopes,

@@ -21,7 +21,7 @@ from auth0.management.errors import BadRequestError, ConflictError, NotFoundErro
 
 from tests.conftest import RunningEmulator
 from tests.emulator.auth_helpers import CLIENT_ID, CLIENT_SECRET, REALM
-from tests.emulator.test_management_support import (
+from tests.emulator.management_helpers import (
     Factory,
     admin_token,
     management_audience,

@@ -14,7 +14,7 @@ import pytest
 from emulator.state import password_meets_policy
 from tests.conftest import RunningEmulator
 from tests.emulator.auth_helpers import REALM, client_for, login, login_body, refresh
-from tests.emulator.test_management_support import (
+from tests.emulator.management_helpers import (
     Factory,
     Json,
     admin_token,

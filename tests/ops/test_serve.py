@@ -22,7 +22,7 @@ from cryptography.fernet import Fernet
 
 from tests.conftest import RunningEmulator
 from tests.e2e.conftest import VIEWER, bearer
-from tests.ops.conftest import sample
+from tests.observability.scrape import sample
 from tests.servers import MemcachedProcess, free_port, wait_for_port
 
 WORKERS = 2

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from app.cli import cli
 from app.tenant.commands import write_secret_file
 from tests.conftest import RunningEmulator
-from tests.emulator.test_management_support import management_tenant
+from tests.emulator.management_helpers import management_tenant
 from tests.tenant.support import (
     AUDIENCE,
     BOOTSTRAP_ID,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.errors import BadRequest
+from app.http.errors import BadRequest
 from app.venues.preconditions import PreconditionRequired, etag, parse_if_match
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from app.db import Database
-from app.errors import BadRequest
+from app.db.engine import Database
+from app.http.errors import BadRequest
 from app.venues.cursor import Cursor
 from app.venues.models import Venue
 from app.venues.preconditions import PreconditionFailed

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from app.auth.sessions import generate_key
 from app.cache import MemcachedCache, cache_key
-from app.sessions import generate_key
 from emulator.state import SigningKey
 from tests.conftest import RunningEmulator
 from tests.e2e.conftest import ADMIN, VIEWER, bearer, emulator_stats, login

@@ -7,7 +7,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from app.cli import cli
-from app.migrations import head_revision
+from app.db.migrations import head_revision
 
 
 def test_upgrade_current_downgrade(tmp_path: Path) -> None:

@@ -9,10 +9,10 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI
 
+from app.auth.principal import Principal
 from app.deps.security import RequireScopes
+from app.http.openapi import complete_responses
 from app.main import create_app
-from app.openapi import complete_responses
-from app.principal import Principal
 from settings import Environment, Settings
 
 Operation = tuple[str, str, dict[str, Any]]

@@ -13,6 +13,7 @@ from typing import Literal
 
 import pytest
 
+from app.auth.principal import Principal
 from app.cache import (
     MAX_KEY_BYTES,
     LocalTier,
@@ -21,7 +22,6 @@ from app.cache import (
     build_cache,
     cache_key,
 )
-from app.principal import Principal
 from settings.model import CacheSettings
 from tests.servers import MemcachedProcess
 
@@ -428,7 +428,7 @@ class TestLocalTier:
     def test_get_is_synchronous(self) -> None:
         assert not inspect.iscoroutinefunction(LocalTier.get)
         assert not inspect.iscoroutinefunction(LocalTier.put)
-        tier = LocalTier(ttl_s=5, max_entries=10)
+        tier = LocalTier[Principal](ttl_s=5, max_entries=10)
         alice = principal(time.time() + 60)
         tier.put("k", alice, 60)
 
@@ -436,7 +436,7 @@ class TestLocalTier:
 
     def test_entry_lives_for_the_shortest_ttl(self) -> None:
         mono, wall = Clock(100.0), Clock(1_700_000_000.0)
-        tier = LocalTier(ttl_s=5, max_entries=10, monotonic=mono, wall=wall)
+        tier = LocalTier[Principal](ttl_s=5, max_entries=10, monotonic=mono, wall=wall)
         tier.put("local-ttl", principal(wall.now + 3_600), 60)
         tier.put("caller-ttl", principal(wall.now + 3_600), 2)
 
@@ -450,7 +450,7 @@ class TestLocalTier:
 
     def test_never_past_the_token_expiry(self) -> None:
         mono, wall = Clock(100.0), Clock(1_700_000_000.0)
-        tier = LocalTier(ttl_s=60, max_entries=10, monotonic=mono, wall=wall)
+        tier = LocalTier[Principal](ttl_s=60, max_entries=10, monotonic=mono, wall=wall)
         tier.put("k", principal(wall.now + 3), 60)
         tier.put("expired", principal(wall.now - 1), 60)
         tier.put("expiring-now", principal(wall.now), 60)
@@ -466,7 +466,7 @@ class TestLocalTier:
 
     def test_wall_clock_jump_cannot_serve_an_expired_token(self) -> None:
         mono, wall = Clock(100.0), Clock(1_700_000_000.0)
-        tier = LocalTier(ttl_s=60, max_entries=10, monotonic=mono, wall=wall)
+        tier = LocalTier[Principal](ttl_s=60, max_entries=10, monotonic=mono, wall=wall)
         tier.put("k", principal(wall.now + 30), 60)
 
         wall.now += 31
@@ -474,7 +474,7 @@ class TestLocalTier:
         assert tier.get("k") is None
 
     def test_bounded_least_recently_used_first(self) -> None:
-        tier = LocalTier(ttl_s=60, max_entries=2)
+        tier = LocalTier[Principal](ttl_s=60, max_entries=2)
         expires = time.time() + 600
         tier.put("a", principal(expires, "a"), 60)
         tier.put("b", principal(expires, "b"), 60)
@@ -487,7 +487,7 @@ class TestLocalTier:
         assert tier.get("c") is not None
 
     def test_discard(self) -> None:
-        tier = LocalTier(ttl_s=60, max_entries=2)
+        tier = LocalTier[Principal](ttl_s=60, max_entries=2)
         tier.put("a", principal(time.time() + 600), 60)
         tier.discard("a")
         tier.discard("never-there")
@@ -496,7 +496,7 @@ class TestLocalTier:
 
     @pytest.mark.parametrize(("ttl_s", "max_entries"), [(0, 10), (5, 0)])
     def test_disabled(self, ttl_s: float, max_entries: int) -> None:
-        tier = LocalTier.from_settings(
+        tier = LocalTier[Principal].from_settings(
             CacheSettings(local_ttl_s=ttl_s, local_max_entries=max_entries)
         )
         tier.put("a", principal(time.time() + 600), 60)

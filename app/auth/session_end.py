@@ -1,6 +1,6 @@
 """Ending a user's gateway sessions: after a password change, an account deletion or a block.
 
-For each access token in the user's :class:`~app.users.session_index.UserSessionIndex`
+For each access token in the user's :class:`~app.auth.session_index.UserSessionIndex`
 (except the one to keep): its refresh token is revoked at Auth0, its session is deleted (so
 ``/auth/refresh`` answers 401), and the access token is denied until its ``exp`` in the shared
 cache and in this process (so every route answers 401). Other worker processes may still serve
@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import logging
 
+from app.auth.resolver import PrincipalResolver
+from app.auth.session_index import UserSessionIndex
+from app.auth.sessions import SessionStore
 from app.clients.auth0 import Auth0AuthClient
-from app.errors import GatewayError
-from app.principals import PrincipalResolver
-from app.sessions import SessionStore
-from app.users.session_index import UserSessionIndex
+from app.http.errors import GatewayError
 
 log = logging.getLogger(__name__)
 

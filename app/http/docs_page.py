@@ -18,7 +18,7 @@ from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from app.openapi import complete_responses
+from app.http.openapi import complete_responses
 
 DOCS_URL = "/docs"
 ASSETS_URL = "/docs/assets"
@@ -60,7 +60,7 @@ def install_docs(app: FastAPI) -> None:
     """Serve Swagger UI at ``/docs`` for ``app.openapi_url``, with its assets.
 
     The OpenAPI document is completed with the answers routes may not document
-    (:func:`app.openapi.complete_responses`).
+    (:func:`app.http.openapi.complete_responses`).
     """
     openapi_url = app.openapi_url
     if openapi_url is None:

@@ -10,7 +10,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive
 
-from app.responses import ErrorBody
+from app.http.responses import ErrorBody
 
 MAX_BODY_BYTES = 64 * 1024
 

@@ -10,8 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
-from app import migrations
-from app.db import Base, open_database
+from app.db import migrations
+from app.db.engine import Base, open_database
 from settings import DatabaseSettings
 
 

@@ -20,9 +20,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db import display_url
+from app.db.engine import display_url
 
-log = logging.getLogger("app.migrations")
+log = logging.getLogger("app.db.migrations")
 
 SCRIPTS = Path(__file__).parent
 #: The advisory lock id PostgreSQL migrations hold ("venue" in ASCII).

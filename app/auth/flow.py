@@ -20,11 +20,14 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.auth.resolver import PrincipalResolver
+from app.auth.sessions import Session, SessionStore
 from app.cache import Cache, cache_key
-from app.cache_lock import CacheLock, wait_for
+from app.cache.lock import CacheLock, wait_for
+from app.cache.singleflight import SingleFlight
 from app.clients.auth0 import Auth0AuthClient, TokenSet
 from app.clients.token_validator import TokenValidator
-from app.errors import (
+from app.http.errors import (
     CacheUnavailable,
     GatewayError,
     RefreshRejected,
@@ -33,14 +36,11 @@ from app.errors import (
     UpstreamUnavailable,
 )
 from app.observability.metrics import Metrics, counted
-from app.principals import PrincipalResolver
-from app.sessions import Session, SessionStore
-from app.singleflight import SingleFlight
 
 if TYPE_CHECKING:
-    from app.users.session_index import UserSessionIndex
+    from app.auth.session_index import UserSessionIndex
 
-log = logging.getLogger("app.auth_flow")
+log = logging.getLogger("app.auth.flow")
 
 
 class TokenResponse(BaseModel):

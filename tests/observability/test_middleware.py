@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from app.observability.metrics import Metrics
 from app.observability.middleware import ObservabilityMiddleware
-from tests.ops.conftest import sample
+from tests.observability.scrape import sample
 
 
 def toy_app(metrics: Metrics) -> FastAPI:

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-log = logging.getLogger("app.errors")
+log = logging.getLogger("app.http.errors")
 
 
 class GatewayError(Exception):

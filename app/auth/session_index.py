@@ -2,10 +2,10 @@
 
 Sessions live under the hash of their access token, so nothing leads from a user to them. This
 index does: one small record per user (``<namespace>:user-sessions:<sha256 of sub>``), written
-at every login and refresh (by :class:`~app.auth_flow.AuthFlow`), encrypted with the session
+at every login and refresh (by :class:`~app.auth.flow.AuthFlow`), encrypted with the session
 cipher because it holds bearer tokens. A password change ends every other session through it,
 and deleting or blocking an account ends all of them
-(:class:`~app.users.session_end.UserSessions`).
+(:class:`~app.auth.session_end.UserSessions`).
 
 An entry lives while its access token or its session can still be used; a refreshed token's
 session has moved to the new token, so the old entry then lives only until that token's
@@ -23,9 +23,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 
+from app.auth.sessions import SessionCipher
 from app.cache import Cache, cache_key
-from app.cache_lock import CacheLock, wait_for
-from app.sessions import SessionCipher
+from app.cache.lock import CacheLock, wait_for
 
 log = logging.getLogger(__name__)
 

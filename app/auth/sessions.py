@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from app.cache import Cache, cache_key
 from settings.model import SessionSettings
 
-log = logging.getLogger("app.sessions")
+log = logging.getLogger("app.auth.sessions")
 
 
 def generate_key() -> str:

@@ -1,4 +1,4 @@
-"""Alembic's environment: migrations run on the connection :mod:`app.migrations` hands over."""
+"""Alembic's environment: migrations run on the connection :mod:`app.db.migrations` hands over."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import app.venues.models  # noqa: F401 - registers the tables on Base.metadata
-from app.db import Base
+from app.db.engine import Base
 
 
 def run_migrations(connection: Connection) -> None:
@@ -25,6 +25,6 @@ def run_migrations(connection: Connection) -> None:
 _connection = context.config.attributes.get("connection")
 if not isinstance(_connection, Connection):
     raise RuntimeError(
-        "run migrations with `gateway db upgrade` (app.migrations), not alembic's CLI"
+        "run migrations with `gateway db upgrade` (app.db.migrations), not alembic's CLI"
     )
 run_migrations(_connection)

@@ -11,7 +11,7 @@ import httpx
 
 from tests.e2e.conftest import VIEWER, bearer, login
 from tests.e2e.test_token_validation import direct_token
-from tests.ops.conftest import sample, scrape
+from tests.observability.scrape import sample, scrape
 from tests.servers import MemcachedProcess
 
 Factory = Callable[..., Any]

@@ -16,18 +16,18 @@ import logging
 import time
 from typing import Any
 
+from app.auth.principal import Principal
+from app.auth.sessions import SessionStore
 from app.cache import Cache, LocalTier, cache_key, last_operation_failed
-from app.cache_lock import CacheLock, wait_for
+from app.cache.lock import CacheLock, wait_for
+from app.cache.singleflight import SingleFlight
 from app.clients.auth0 import Auth0AuthClient
 from app.clients.token_validator import TokenValidator
-from app.errors import GatewayError, Unauthorized, UpstreamUnavailable
+from app.http.errors import GatewayError, Unauthorized, UpstreamUnavailable
 from app.observability.metrics import Metrics
-from app.principal import Principal
-from app.sessions import SessionStore
-from app.singleflight import SingleFlight
 from settings import Auth0Settings
 
-log = logging.getLogger("app.principals")
+log = logging.getLogger("app.auth.resolver")
 
 _PROFILE_RETRY_TTL_S = 60
 _MAX_LOCAL_REVOCATIONS = 100_000
@@ -43,7 +43,7 @@ class PrincipalResolver:
         settings: Auth0Settings,
         namespace: str,
         cache: Cache,
-        local: LocalTier,
+        local: LocalTier[Principal],
         validator: TokenValidator,
         auth0: Auth0AuthClient,
         sessions: SessionStore,

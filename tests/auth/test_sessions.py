@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 from pydantic import SecretStr
 
+from app.auth.sessions import Session, SessionCipher, SessionStore, generate_key
 from app.cache import MemcachedCache, MemoryCache, cache_key
-from app.sessions import Session, SessionCipher, SessionStore, generate_key
 from settings.model import SessionSettings
 from tests.servers import MemcachedProcess
 

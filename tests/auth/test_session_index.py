@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+from app.auth.session_index import UserSessionIndex
+from app.auth.sessions import SessionCipher
 from app.cache import MemcachedCache, MemoryCache, cache_key
-from app.sessions import SessionCipher
-from app.users.session_index import UserSessionIndex
 from tests.servers import MemcachedProcess
 
 NOW = 1_800_000_000

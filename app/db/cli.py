@@ -28,8 +28,8 @@ UrlOption = Annotated[
 
 def _run(url: str | None, action: Callable[[AsyncEngine], Awaitable[None]]) -> tuple[str, str]:
     """Run ``action`` on an engine for ``url``; the database's URL and revision afterwards."""
-    from app import migrations
-    from app.db import create_engine, display_url
+    from app.db import migrations
+    from app.db.engine import create_engine, display_url
     from settings import DatabaseSettings, load_settings
 
     database = DatabaseSettings(url=url) if url else load_settings().database
@@ -51,7 +51,7 @@ def db_upgrade(
     url: UrlOption = None,
 ) -> None:
     """Bring the schema up to REVISION (the newest by default)."""
-    from app import migrations
+    from app.db import migrations
 
     where, current = _run(url, lambda engine: migrations.upgrade(engine, revision))
     typer.echo(f"{where}: at {current}")
@@ -63,7 +63,7 @@ def db_downgrade(
     url: UrlOption = None,
 ) -> None:
     """Take the schema down to REVISION."""
-    from app import migrations
+    from app.db import migrations
 
     where, current = _run(url, lambda engine: migrations.downgrade(engine, revision))
     typer.echo(f"{where}: at {current}")
@@ -77,7 +77,7 @@ def db_current(
     ] = False,
 ) -> None:
     """Show the schema's revision and the newest one the code knows."""
-    from app import migrations
+    from app.db import migrations
 
     async def nothing(_: AsyncEngine) -> None:
         return None

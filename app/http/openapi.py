@@ -1,6 +1,6 @@
 """The OpenAPI document, completed with the answers the framework and the security layer give.
 
-Routes document their own errors (:func:`app.responses.error_responses`); some answers come
+Routes document their own errors (:func:`app.http.responses.error_responses`); some answers come
 from layers a route does not see, so they are derived here and added unless the route already
 documents that status:
 
@@ -9,10 +9,10 @@ documents that status:
 - :class:`~app.deps.security.RequireScopes`: 403 naming the permissions, which are also listed in
   ``x-permissions`` and appended to the description when it does not name them;
 - a JSON request body: 400 when it is not JSON at all;
-- any request body: 413 over :data:`app.body_limit.MAX_BODY_BYTES` (every body-taking router
-  uses :class:`~app.body_limit.BodyLimitRoute`);
+- any request body: 413 over :data:`app.http.body_limit.MAX_BODY_BYTES` (every body-taking router
+  uses :class:`~app.http.body_limit.BodyLimitRoute`);
 - FastAPI's own 422 (``HTTPValidationError``) is rewritten to the one error shape, which is what
-  :mod:`app.errors` really answers.
+  :mod:`app.http.errors` really answers.
 
 So the docs page never forgets an answer a route can give.
 """
@@ -27,8 +27,8 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
-from app.body_limit import MAX_BODY_BYTES
 from app.deps.security import RequireScopes, current_principal, oauth2_scheme
+from app.http.body_limit import MAX_BODY_BYTES
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 _FASTAPI_422_REF = "#/components/schemas/HTTPValidationError"

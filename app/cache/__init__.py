@@ -1,0 +1,38 @@
+"""The cache tiers: key hashing, a small ``Protocol``, memcached and in-memory stores, the
+in-process tier, cross-process locks and single flight.
+
+Every key is ``<namespace>:<kind>:<sha256 hex of the secret>`` (:func:`cache_key`), so no token
+ever appears in a key. A memcached failure of any kind is a miss, never an exception: the
+gateway revalidates upstream and keeps serving.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from app.cache.base import Cache
+from app.cache.keys import MAX_KEY_BYTES, cache_key
+from app.cache.local import LocalTier
+from app.cache.memcached import MemcachedCache, last_operation_failed
+from app.cache.memory import MemoryCache
+from settings.model import CacheSettings
+
+__all__ = [
+    "MAX_KEY_BYTES",
+    "Cache",
+    "LocalTier",
+    "MemcachedCache",
+    "MemoryCache",
+    "build_cache",
+    "cache_key",
+    "last_operation_failed",
+]
+
+
+def build_cache(settings: CacheSettings) -> Cache:
+    """The cache ``settings.url`` names: :class:`MemoryCache` or :class:`MemcachedCache`."""
+    if urlsplit(settings.url).scheme == "memory":
+        return MemoryCache()
+    return MemcachedCache.from_url(
+        settings.url, pool_size=settings.pool_size, timeout_s=settings.timeout_s
+    )
