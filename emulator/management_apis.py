@@ -11,17 +11,14 @@ from emulator.management_core import (
     Json,
     ManagementError,
     ManagementRoute,
-    Page,
-    PerPage,
+    Paged,
     Prop,
     RequireScope,
     Schema,
     conflict,
-    invalid_body,
-    not_found,
-    paginate,
+    found,
     read_body,
-    tenant_of,
+    reject_fields,
     without_none,
 )
 from emulator.state import ResourceServer, Tenant
@@ -103,9 +100,7 @@ def _find_api(tenant: Tenant, key: str) -> ResourceServer:
     api = tenant.resource_servers.get(key) or next(
         (a for a in tenant.resource_servers.values() if a.id == key), None
     )
-    if api is None:
-        raise not_found("The resource server does not exist", "inexistent_resource_server")
-    return api
+    return found(api, "The resource server does not exist", "inexistent_resource_server")
 
 
 def _apply_api_fields(api: ResourceServer, body: Json) -> None:
@@ -123,12 +118,11 @@ def _apply_api_fields(api: ResourceServer, body: Json) -> None:
 @router.post("/api/v2/resource-servers", status_code=201)
 async def create_resource_server(
     request: Request,
-    _claims: Annotated[Json, Depends(RequireScope("create:resource_servers"))],
+    tenant: Annotated[Tenant, Depends(RequireScope("create:resource_servers"))],
 ) -> Json:
     """Create an API; ``identifier`` (the audience) is required, unique and immutable."""
-    tenant = tenant_of(request)
     body = await read_body(request, CREATE_API)
-    _reject(body, ("id", "is_system"))
+    reject_fields(body, ("id", "is_system"))
     identifier = body.pop("identifier")
     if identifier in tenant.resource_servers:
         raise conflict("A resource server with the same identifier already exists")
@@ -140,40 +134,33 @@ async def create_resource_server(
 
 @router.get("/api/v2/resource-servers")
 async def list_resource_servers(
-    request: Request,
-    _claims: Annotated[Json, Depends(RequireScope("read:resource_servers"))],
-    page: Page = None,
-    per_page: PerPage = None,
-    include_totals: bool = False,
+    tenant: Annotated[Tenant, Depends(RequireScope("read:resource_servers"))],
+    paging: Paged,
 ) -> list[Json] | Json:
     """List APIs, the system Management API included."""
-    apis = [api_json(a) for a in tenant_of(request).resource_servers.values()]
-    return paginate(
-        apis, "resource_servers", page=page, per_page=per_page, include_totals=include_totals
-    )
+    apis = [api_json(a) for a in tenant.resource_servers.values()]
+    return paging.answer(apis, "resource_servers")
 
 
 @router.get("/api/v2/resource-servers/{resource_server_id:path}")
 async def get_resource_server(
-    request: Request,
     resource_server_id: str,
-    _claims: Annotated[Json, Depends(RequireScope("read:resource_servers"))],
+    tenant: Annotated[Tenant, Depends(RequireScope("read:resource_servers"))],
 ) -> Json:
     """One API, by id or URL-encoded identifier."""
-    return api_json(_find_api(tenant_of(request), resource_server_id))
+    return api_json(_find_api(tenant, resource_server_id))
 
 
 @router.patch("/api/v2/resource-servers/{resource_server_id:path}")
 async def update_resource_server(
     request: Request,
     resource_server_id: str,
-    _claims: Annotated[Json, Depends(RequireScope("update:resource_servers"))],
+    tenant: Annotated[Tenant, Depends(RequireScope("update:resource_servers"))],
 ) -> Json:
     """Update an API; the system API only takes its token lifetime and consent setting."""
-    tenant = tenant_of(request)
     api = _find_api(tenant, resource_server_id)
     body = await read_body(request, UPDATE_API)
-    _reject(body, _READ_ONLY)
+    reject_fields(body, _READ_ONLY)
     if api.is_system and not set(body) <= _SYSTEM_MUTABLE:
         raise ManagementError(
             403, "You cannot update the Auth0 Management API", "operation_not_supported"
@@ -184,12 +171,10 @@ async def update_resource_server(
 
 @router.delete("/api/v2/resource-servers/{resource_server_id:path}", status_code=204)
 async def delete_resource_server(
-    request: Request,
     resource_server_id: str,
-    _claims: Annotated[Json, Depends(RequireScope("delete:resource_servers"))],
+    tenant: Annotated[Tenant, Depends(RequireScope("delete:resource_servers"))],
 ) -> Response:
     """Delete an API and the client grants to it; unknown is a 204, the system API a 403."""
-    tenant = tenant_of(request)
     try:
         api = _find_api(tenant, resource_server_id)
     except ManagementError:
@@ -202,12 +187,6 @@ async def delete_resource_server(
     for grant in [g for g in tenant.client_grants.values() if g.audience == api.identifier]:
         del tenant.client_grants[grant.id]
     return Response(status_code=204)
-
-
-def _reject(body: Json, names: tuple[str, ...]) -> None:
-    given = [name for name in names if name in body]
-    if given:
-        raise invalid_body(f"Additional properties not allowed: {','.join(given)}")
 
 
 # -- tenant settings ---------------------------------------------------------------------------
@@ -232,20 +211,18 @@ def settings_json(tenant: Tenant) -> Json:
 
 @router.get("/api/v2/tenants/settings")
 async def get_tenant_settings(
-    request: Request,
-    _claims: Annotated[Json, Depends(RequireScope("read:tenant_settings"))],
+    tenant: Annotated[Tenant, Depends(RequireScope("read:tenant_settings"))],
 ) -> Json:
     """The tenant's settings."""
-    return settings_json(tenant_of(request))
+    return settings_json(tenant)
 
 
 @router.patch("/api/v2/tenants/settings")
 async def update_tenant_settings(
     request: Request,
-    _claims: Annotated[Json, Depends(RequireScope("update:tenant_settings"))],
+    tenant: Annotated[Tenant, Depends(RequireScope("update:tenant_settings"))],
 ) -> Json:
     """Change settings; ``flags`` merge, ``default_directory`` must name a connection."""
-    tenant = tenant_of(request)
     body = await read_body(request, SETTINGS)
     settings = tenant.settings
     directory = body.get("default_directory")

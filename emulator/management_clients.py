@@ -14,19 +14,16 @@ from fastapi import APIRouter, Depends, Request, Response
 from emulator.management_core import (
     Json,
     ManagementRoute,
-    Page,
-    PerPage,
+    Paged,
     Prop,
     RequireScope,
     Schema,
     conflict,
-    invalid_body,
+    found,
     merge_one_level,
-    not_found,
-    paginate,
     read_body,
+    reject_fields,
     select_fields,
-    tenant_of,
 )
 from emulator.state import PASSWORD_REALM_GRANT, Client, Tenant
 
@@ -137,16 +134,7 @@ def client_json(tenant: Tenant, client: Client) -> Json:
 
 
 def _find_client(tenant: Tenant, client_id: str) -> Client:
-    client = tenant.clients.get(client_id)
-    if client is None:
-        raise not_found("The client does not exist", "inexistent_client")
-    return client
-
-
-def _reject_read_only(body: Json, names: tuple[str, ...]) -> None:
-    given = [name for name in names if name in body]
-    if given:
-        raise invalid_body(f"Additional properties not allowed: {','.join(given)}")
+    return found(tenant.clients.get(client_id), "The client does not exist", "inexistent_client")
 
 
 def _apply_client_fields(client: Client, body: Json) -> None:
@@ -181,12 +169,11 @@ def _apply_client_fields(client: Client, body: Json) -> None:
 
 @router.post("/api/v2/clients", status_code=201)
 async def create_client(
-    request: Request, _claims: Annotated[Json, Depends(RequireScope("create:clients"))]
+    request: Request, tenant: Annotated[Tenant, Depends(RequireScope("create:clients"))]
 ) -> Json:
     """Create an application; ``client_id`` and ``client_secret`` are generated unless given."""
-    tenant = tenant_of(request)
     body = await read_body(request, CREATE_CLIENT)
-    _reject_read_only(body, _READ_ONLY[1:])
+    reject_fields(body, _READ_ONLY[1:])
     alphabet = string.ascii_letters + string.digits
     client_id = body.get("client_id") or "".join(secrets.choice(alphabet) for _ in range(32))
     if client_id in tenant.clients:
@@ -206,11 +193,8 @@ async def create_client(
 
 @router.get("/api/v2/clients")
 async def list_clients(
-    request: Request,
-    _claims: Annotated[Json, Depends(RequireScope("read:clients"))],
-    page: Page = None,
-    per_page: PerPage = None,
-    include_totals: bool = False,
+    tenant: Annotated[Tenant, Depends(RequireScope("read:clients"))],
+    paging: Paged,
     app_type: str | None = None,
     is_first_party: bool | None = None,
     is_global: bool | None = None,
@@ -218,7 +202,6 @@ async def list_clients(
     include_fields: bool = True,
 ) -> list[Json] | Json:
     """List applications (all of them unless ``page`` / ``per_page`` is sent)."""
-    tenant = tenant_of(request)
     wanted_types = set(app_type.split(",")) if app_type else None
     clients = [
         client_json(tenant, c)
@@ -227,22 +210,17 @@ async def list_clients(
         and (is_first_party is None or c.is_first_party == is_first_party)
         and not is_global
     ]
-    selected = [select_fields(c, fields, include_fields) for c in clients]
-    return paginate(
-        selected, "clients", page=page, per_page=per_page, include_totals=include_totals
-    )
+    return paging.answer(clients, "clients", fields, include_fields)
 
 
 @router.get("/api/v2/clients/{client_id}")
 async def get_client(
-    request: Request,
     client_id: str,
-    _claims: Annotated[Json, Depends(RequireScope("read:clients"))],
+    tenant: Annotated[Tenant, Depends(RequireScope("read:clients"))],
     fields: str | None = None,
     include_fields: bool = True,
 ) -> Json:
     """One application."""
-    tenant = tenant_of(request)
     client = _find_client(tenant, client_id)
     return select_fields(client_json(tenant, client), fields, include_fields)
 
@@ -251,25 +229,22 @@ async def get_client(
 async def update_client(
     request: Request,
     client_id: str,
-    _claims: Annotated[Json, Depends(RequireScope("update:clients"))],
+    tenant: Annotated[Tenant, Depends(RequireScope("update:clients"))],
 ) -> Json:
     """Update an application; ``refresh_token`` and ``jwt_configuration`` merge field by field."""
-    tenant = tenant_of(request)
     client = _find_client(tenant, client_id)
     body = await read_body(request, UPDATE_CLIENT)
-    _reject_read_only(body, _READ_ONLY)
+    reject_fields(body, _READ_ONLY)
     _apply_client_fields(client, body)
     return client_json(tenant, client)
 
 
 @router.delete("/api/v2/clients/{client_id}", status_code=204)
 async def delete_client(
-    request: Request,
     client_id: str,
-    _claims: Annotated[Json, Depends(RequireScope("delete:clients"))],
+    tenant: Annotated[Tenant, Depends(RequireScope("delete:clients"))],
 ) -> Response:
     """Delete an application and its client grants; an unknown id is a 204 too."""
-    tenant = tenant_of(request)
     tenant.clients.pop(client_id, None)
     for grant in [g for g in tenant.client_grants.values() if g.client_id == client_id]:
         del tenant.client_grants[grant.id]

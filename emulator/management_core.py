@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -24,6 +24,7 @@ from fastapi.routing import APIRoute
 from emulator.state import Tenant
 
 Json = dict[str, Any]
+T = TypeVar("T")
 Page = Annotated[int | None, Query(ge=0)]  # 0-based
 PerPage = Annotated[int | None, Query(ge=0, le=100)]
 RATE_LIMIT_MESSAGE = (
@@ -85,6 +86,13 @@ def not_found(message: str, error_code: str) -> ManagementError:
 def conflict(message: str, error_code: str = "conflict") -> ManagementError:
     """``409``."""
     return ManagementError(409, message, error_code)
+
+
+def found(item: T | None, message: str, error_code: str) -> T:
+    """``item`` itself, or when it is None the ``404`` that :func:`not_found` makes."""
+    if item is None:
+        raise not_found(message, error_code)
+    return item
 
 
 # -- the route class ---------------------------------------------------------------------------
@@ -154,12 +162,12 @@ def _query_error(errors: Sequence[Any]) -> ManagementError:
 
 
 class RequireScope:
-    """Dependency: a valid Management API token carrying any of ``scopes``; returns its claims."""
+    """Dependency: a valid Management API token carrying any of ``scopes``; returns the tenant."""
 
     def __init__(self, *scopes: str) -> None:
         self.scopes = scopes
 
-    async def __call__(self, request: Request) -> Json:
+    async def __call__(self, request: Request) -> Tenant:
         """Check the bearer token, then the scope."""
         tenant = tenant_of(request)
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -177,7 +185,7 @@ class RequireScope:
                 f"Insufficient scope, expected any of: {','.join(self.scopes)}",
                 "insufficient_scope",
             )
-        return claims
+        return tenant
 
 
 def _unauthorized(message: str) -> ManagementError:
@@ -240,6 +248,13 @@ async def read_body(request: Request, schema: Schema) -> Json:
     check_object(body, schema)
     result: Json = body
     return result
+
+
+def reject_fields(body: Json, names: Sequence[str]) -> None:
+    """``invalid_body`` naming those of ``names`` the body sets (read-only fields, say)."""
+    given = [name for name in names if name in body]
+    if given:
+        raise invalid_body(f"Additional properties not allowed: {','.join(given)}")
 
 
 def check_object(value: Any, schema: Schema, where: str | None = None) -> None:
@@ -329,6 +344,51 @@ def paginate(
     wrapped["total"] = len(items)
     wrapped[key] = chosen
     return wrapped
+
+
+@dataclass(frozen=True)
+class Paging:
+    """A list's ``page`` / ``per_page`` / ``include_totals`` and how that list pages by default.
+
+    ``default_per_page`` and ``length`` are those of :func:`paginate`.
+    """
+
+    page: int | None = None
+    per_page: int | None = None
+    include_totals: bool = False
+    default_per_page: int | None = None
+    length: bool = False
+
+    def answer(
+        self,
+        items: Iterable[Json],
+        key: str,
+        fields: str | None = None,
+        include_fields: bool = True,
+    ) -> list[Json] | Json:
+        """``items`` cut to ``fields`` (:func:`select_fields`), then paged (:func:`paginate`)."""
+        return paginate(
+            [select_fields(item, fields, include_fields) for item in items],
+            key,
+            page=self.page,
+            per_page=self.per_page,
+            include_totals=self.include_totals,
+            default_per_page=self.default_per_page,
+            length=self.length,
+        )
+
+
+def paging_query(
+    page: Page = None, per_page: PerPage = None, include_totals: bool = False
+) -> Paging:
+    """Dependency: the paging query parameters of a list that is whole unless paged."""
+    return Paging(page, per_page, include_totals)
+
+
+# FastAPI checks a dependency's query parameters before the route's own. Routes take this one
+# right after RequireScope (a bad token still answers first) and after no parameter that can
+# fail, so the error reported stays the first one in the order the parameters are declared.
+Paged = Annotated[Paging, Depends(paging_query)]
 
 
 def select_fields(item: Json, fields: str | None, include_fields: bool) -> Json:

@@ -10,17 +10,15 @@ from emulator.management_core import (
     Json,
     ManagementError,
     ManagementRoute,
-    Page,
-    PerPage,
+    Paged,
     Prop,
     RequireScope,
     Schema,
     conflict,
+    found,
     invalid_query,
     not_found,
-    paginate,
     read_body,
-    tenant_of,
 )
 from emulator.state import ClientGrant, Tenant
 
@@ -73,17 +71,14 @@ def _check_scopes(tenant: Tenant, audience: str, scopes: list[str]) -> None:
 
 def _find_grant(tenant: Tenant, grant_id: str) -> ClientGrant:
     grant = tenant.client_grants.get(grant_id)
-    if grant is None:
-        raise not_found("The client grant does not exist", "inexistent_client_grant")
-    return grant
+    return found(grant, "The client grant does not exist", "inexistent_client_grant")
 
 
 @router.post("/api/v2/client-grants", status_code=201)
 async def create_client_grant(
-    request: Request, _claims: Annotated[Json, Depends(RequireScope("create:client_grants"))]
+    request: Request, tenant: Annotated[Tenant, Depends(RequireScope("create:client_grants"))]
 ) -> Json:
     """Let a client get ``client_credentials`` tokens for an API with some of its scopes."""
-    tenant = tenant_of(request)
     body = await read_body(request, CREATE_GRANT)
     if body["client_id"] not in tenant.clients:
         raise not_found("Client not found", "inexistent_client")
@@ -101,18 +96,14 @@ async def create_client_grant(
 
 @router.get("/api/v2/client-grants")
 async def list_client_grants(
-    request: Request,
-    _claims: Annotated[Json, Depends(RequireScope("read:client_grants"))],
+    tenant: Annotated[Tenant, Depends(RequireScope("read:client_grants"))],
+    paging: Paged,
     audience: str | None = None,
     client_id: str | None = None,
-    page: Page = None,
-    per_page: PerPage = None,
-    include_totals: bool = False,
     from_: Annotated[str | None, Query(alias="from")] = None,
     take: Annotated[int | None, Query(ge=1, le=100)] = None,
 ) -> list[Json] | Json:
     """List grants: a bare array, ``include_totals``, or the checkpoint form (``from``/``take``)."""
-    tenant = tenant_of(request)
     grants = [
         grant_json(g)
         for g in tenant.client_grants.values()
@@ -120,9 +111,7 @@ async def list_client_grants(
         and (client_id is None or g.client_id == client_id)
     ]
     if from_ is None and take is None:
-        return paginate(
-            grants, "client_grants", page=page, per_page=per_page, include_totals=include_totals
-        )
+        return paging.answer(grants, "client_grants")
     ids = [g["id"] for g in grants]
     if from_ is not None and from_ not in ids:
         raise invalid_query("Invalid checkpoint", "from")
@@ -138,10 +127,9 @@ async def list_client_grants(
 async def update_client_grant(
     request: Request,
     grant_id: str,
-    _claims: Annotated[Json, Depends(RequireScope("update:client_grants"))],
+    tenant: Annotated[Tenant, Depends(RequireScope("update:client_grants"))],
 ) -> Json:
     """Change a grant's scopes (still a subset of the API's)."""
-    tenant = tenant_of(request)
     grant = _find_grant(tenant, grant_id)
     body = await read_body(request, UPDATE_GRANT)
     if "scope" in body:
@@ -153,10 +141,9 @@ async def update_client_grant(
 
 @router.delete("/api/v2/client-grants/{grant_id}", status_code=204)
 async def delete_client_grant(
-    request: Request,
     grant_id: str,
-    _claims: Annotated[Json, Depends(RequireScope("delete:client_grants"))],
+    tenant: Annotated[Tenant, Depends(RequireScope("delete:client_grants"))],
 ) -> Response:
     """Delete a grant; an unknown id is a 204 too."""
-    tenant_of(request).client_grants.pop(grant_id, None)
+    tenant.client_grants.pop(grant_id, None)
     return Response(status_code=204)

@@ -13,19 +13,18 @@ from emulator.management_core import (
     ManagementError,
     ManagementRoute,
     Page,
-    PerPage,
+    Paged,
+    Paging,
     Prop,
     RequireScope,
     Schema,
     conflict,
+    found,
     invalid_body,
     invalid_query,
     merge_one_level,
-    not_found,
-    paginate,
     read_body,
     select_fields,
-    tenant_of,
     without_none,
 )
 from emulator.management_search import compile_query
@@ -90,6 +89,16 @@ _NULLABLE_FIELDS = ("given_name", "family_name", "name", "nickname", "picture", 
 UserPerPage = Annotated[int | None, Query(ge=0, le=50)]  # Auth0 Public Cloud's maximum
 
 
+def _user_paging(
+    page: Page = None, per_page: UserPerPage = None, include_totals: bool = False
+) -> Paging:
+    """Dependency: the users list pages by 50 unless asked otherwise and says its ``length``."""
+    return Paging(page, per_page, include_totals, default_per_page=50, length=True)
+
+
+UserPaged = Annotated[Paging, Depends(_user_paging)]
+
+
 def user_json(user: User) -> Json:
     """The Management API representation of a user (never the password hash)."""
     provider, _, bare_id = user.user_id.partition("|")
@@ -124,10 +133,7 @@ def user_json(user: User) -> Json:
 
 
 def _find_user(tenant: Tenant, user_id: str) -> User:
-    user = tenant.users.get(user_id)
-    if user is None:
-        raise not_found("The user does not exist.", "inexistent_user")
-    return user
+    return found(tenant.users.get(user_id), "The user does not exist.", "inexistent_user")
 
 
 def _connection(tenant: Tenant, name: str) -> Connection:
@@ -158,10 +164,9 @@ def _check_unique(tenant: Tenant, connection: str, login: str, user: User | None
 
 @router.post("/api/v2/users", status_code=201)
 async def create_user(
-    request: Request, _claims: Annotated[Json, Depends(RequireScope("create:users"))]
+    request: Request, tenant: Annotated[Tenant, Depends(RequireScope("create:users"))]
 ) -> Json:
     """Create a user in a connection."""
-    tenant = tenant_of(request)
     body = await read_body(request, CREATE_USER)
     connection = _connection(tenant, body["connection"])
     if "email" not in body:
@@ -209,11 +214,8 @@ async def create_user(
 
 @router.get("/api/v2/users")
 async def list_users(
-    request: Request,
-    _claims: Annotated[Json, Depends(RequireScope("read:users"))],
-    page: Page = None,
-    per_page: UserPerPage = None,
-    include_totals: bool = False,
+    tenant: Annotated[Tenant, Depends(RequireScope("read:users"))],
+    paging: UserPaged,
     q: str | None = None,
     search_engine: str | None = None,
     connection: str | None = None,
@@ -222,7 +224,6 @@ async def list_users(
     include_fields: bool = True,
 ) -> list[Json] | Json:
     """List or search users (``q`` with ``search_engine=v3``), 50 a page at most."""
-    tenant = tenant_of(request)
     if search_engine not in {None, "v3"}:
         raise invalid_query(f'No enum match for: "{search_engine}"', "search_engine")
     users = [user_json(user) for user in tenant.users.values()]
@@ -234,22 +235,12 @@ async def list_users(
     if sort:
         name, _, direction = sort.partition(":")
         users.sort(key=lambda u: str(u.get(name, "")), reverse=direction == "-1")
-    selected = [select_fields(u, fields, include_fields) for u in users]
-    return paginate(
-        selected,
-        "users",
-        page=page,
-        per_page=per_page,
-        include_totals=include_totals,
-        default_per_page=50,
-        length=True,
-    )
+    return paging.answer(users, "users", fields, include_fields)
 
 
 @router.get("/api/v2/users-by-email")
 async def list_users_by_email(
-    request: Request,
-    _claims: Annotated[Json, Depends(RequireScope("read:users"))],
+    tenant: Annotated[Tenant, Depends(RequireScope("read:users"))],
     email: str,
     fields: str | None = None,
     include_fields: bool = True,
@@ -258,21 +249,20 @@ async def list_users_by_email(
     wanted = email.casefold()
     return [
         select_fields(user_json(user), fields, include_fields)
-        for user in tenant_of(request).users.values()
+        for user in tenant.users.values()
         if user.email.casefold() == wanted
     ]
 
 
 @router.get("/api/v2/users/{user_id}")
 async def get_user(
-    request: Request,
     user_id: str,
-    _claims: Annotated[Json, Depends(RequireScope("read:users"))],
+    tenant: Annotated[Tenant, Depends(RequireScope("read:users"))],
     fields: str | None = None,
     include_fields: bool = True,
 ) -> Json:
     """One user; the id's ``|`` arrives URL-encoded as ``%7C``."""
-    user = _find_user(tenant_of(request), user_id)
+    user = _find_user(tenant, user_id)
     return select_fields(user_json(user), fields, include_fields)
 
 
@@ -280,10 +270,9 @@ async def get_user(
 async def update_user(
     request: Request,
     user_id: str,
-    _claims: Annotated[Json, Depends(RequireScope("update:users"))],
+    tenant: Annotated[Tenant, Depends(RequireScope("update:users"))],
 ) -> Json:
     """Update root fields; metadata merges one level deep and ``null`` unsets."""
-    tenant = tenant_of(request)
     user = _find_user(tenant, user_id)
     body = await read_body(request, UPDATE_USER)
     if "connection" in body:
@@ -315,30 +304,25 @@ async def update_user(
 
 @router.delete("/api/v2/users/{user_id}", status_code=204)
 async def delete_user(
-    request: Request,
     user_id: str,
-    _claims: Annotated[Json, Depends(RequireScope("delete:users"))],
+    tenant: Annotated[Tenant, Depends(RequireScope("delete:users"))],
 ) -> Response:
     """Delete a user; an unknown id is a 204 too (Auth0's spec lists no 404 here).
 
     Their refresh tokens stay in the tenant: the Authentication API refuses them because
     the user is gone.
     """
-    tenant_of(request).users.pop(user_id, None)
+    tenant.users.pop(user_id, None)
     return Response(status_code=204)
 
 
 @router.get("/api/v2/users/{user_id}/permissions")
 async def list_user_permissions(
-    request: Request,
     user_id: str,
-    _claims: Annotated[Json, Depends(RequireScope("read:users"))],
-    page: Page = None,
-    per_page: PerPage = None,
-    include_totals: bool = False,
+    tenant: Annotated[Tenant, Depends(RequireScope("read:users"))],
+    paging: Paged,
 ) -> list[Json] | Json:
     """The permissions assigned to a user, across APIs."""
-    tenant = tenant_of(request)
     user = _find_user(tenant, user_id)
     permissions = []
     for identifier, name in user.permissions:
@@ -352,24 +336,19 @@ async def list_user_permissions(
                 "resource_server_name": api.name if api else identifier,
             }
         )
-    return paginate(
-        permissions, "permissions", page=page, per_page=per_page, include_totals=include_totals
-    )
+    return paging.answer(permissions, "permissions")
 
 
 @router.get("/api/v2/users/{user_id}/roles")
 async def list_user_roles(
-    request: Request,
     user_id: str,
-    _claims: Annotated[Json, Depends(RequireScope("read:roles", "read:users"))],
-    page: Page = None,
-    per_page: PerPage = None,
-    include_totals: bool = False,
+    tenant: Annotated[Tenant, Depends(RequireScope("read:roles", "read:users"))],
+    paging: Paged,
 ) -> list[Json] | Json:
     """The roles assigned to a user (``{id, name, description}``)."""
-    user = _find_user(tenant_of(request), user_id)
+    user = _find_user(tenant, user_id)
     roles = [
         {"id": r.get("id", ""), "name": r.get("name", ""), "description": r.get("description", "")}
         for r in user.roles
     ]
-    return paginate(roles, "roles", page=page, per_page=per_page, include_totals=include_totals)
+    return paging.answer(roles, "roles")
