@@ -2,9 +2,10 @@
 
 Every call goes through one injected, shared :class:`httpx.AsyncClient` with
 ``settings.timeout_s``, and every failure leaves this module as an error of
-:mod:`app.http.errors`: the user's fault (wrong password, blocked, MFA) as 401/403, Auth0
-throttling as 429, a tenant that refuses the gateway itself as 502 plus a loud log line,
-and anything upstream being down or answering garbage as 503 with ``Retry-After``.
+:mod:`app.http.errors`: Auth0's error answers as :mod:`app.clients.auth0_errors` maps them
+(the user's fault as 401/403, Auth0 throttling as 429, a tenant that refuses the gateway
+itself as 502 plus a loud log line), and anything upstream being down or answering garbage
+as 503 with ``Retry-After``.
 
 Requests to ``/oauth/token`` and ``/oauth/revoke`` are ``application/x-www-form-urlencoded``:
 RFC 6749 §4.3.2 mandates form bodies for the token endpoint, Auth0 accepts both form and JSON
@@ -20,60 +21,32 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from enum import StrEnum
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from app.clients.rate_limits import requested_wait_s
-from app.http.errors import (
-    Forbidden,
-    GatewayError,
-    InvalidCredentials,
-    RateLimited,
-    RefreshRejected,
-    Unauthorized,
-    UpstreamMisconfigured,
-    UpstreamUnavailable,
+from app.clients.auth0_errors import (
+    DEFAULT_UNAVAILABLE_RETRY_S,
+    Endpoint,
+    error_for,
+    json_object,
+    misconfigured,
+    scrub,
 )
+from app.http.errors import GatewayError, UpstreamUnavailable
 from settings.model import Auth0Settings
 
 log = logging.getLogger(__name__)
 
 GRANT_PASSWORD_REALM = "http://auth0.com/oauth/grant-type/password-realm"  # noqa: S105 - a grant name
 
-#: Upper bound for any ``Retry-After`` the gateway derives from Auth0's headers.
-MAX_RETRY_AFTER_S = 600
-#: ``Retry-After`` when Auth0 rate-limits or blocks without saying for how long.
-DEFAULT_RATE_LIMIT_RETRY_S = 60
-#: ``Retry-After`` when Auth0 is down, slow or answering garbage.
-DEFAULT_UNAVAILABLE_RETRY_S = 5
-
 #: ``on_call(endpoint, outcome, seconds)``: outcome is ``"ok"`` or the error code answered.
 CallObserver = Callable[[str, str, float], None]
 
 _T = TypeVar("_T")
-
-_MAX_DESCRIPTION = 300
-
-#: The stable, token-free descriptions of a rejected access token.
-MSG_INVALID = "The access token is invalid."
-MSG_EXPIRED = "The access token has expired."
-
-
-class Endpoint(StrEnum):
-    """The Auth0 calls this client makes; the values label logs and metrics."""
-
-    LOGIN = "oauth_token_password_realm"
-    REFRESH = "oauth_token_refresh_token"
-    CLIENT_CREDENTIALS = "oauth_token_client_credentials"
-    REVOKE = "oauth_revoke"
-    USERINFO = "userinfo"
-    JWKS = "jwks"
 
 
 class TokenSet(BaseModel):
@@ -204,7 +177,7 @@ class Auth0AuthClient:
         headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
 
         def parse(response: httpx.Response) -> dict[str, Any]:
-            body = _json_object(response)
+            body = json_object(response)
             if body is None or not isinstance(body.get("sub"), str):
                 raise self._garbage(Endpoint.USERINFO, "no JSON object with a sub")
             return body
@@ -233,7 +206,7 @@ class Auth0AuthClient:
         """The tenant's JSON Web Key Set from ``/.well-known/jwks.json`` (§6.2)."""
 
         def parse(response: httpx.Response) -> dict[str, Any]:
-            body = _json_object(response)
+            body = json_object(response)
             if body is None or not isinstance(body.get("keys"), list):
                 raise self._garbage(Endpoint.JWKS, "no JSON object with a keys list")
             return body
@@ -272,10 +245,10 @@ class Auth0AuthClient:
                     form.update(self._client_auth())
                 response = await self._send(endpoint, method, path, form, headers, secrets)
                 if not response.is_success:
-                    raise self._error_for(endpoint, response, secrets)
+                    raise error_for(endpoint, response, secrets, wall_clock=self._wall_clock)
                 result = parse(response)
             except _Misconfigured as exc:
-                raise self._misconfigured(endpoint, str(exc)) from None
+                raise misconfigured(endpoint, str(exc)) from None
             outcome = "ok"
             return result
         except GatewayError as exc:
@@ -312,7 +285,7 @@ class Auth0AuthClient:
         except httpx.HTTPError as exc:
             # httpx messages name the URL at most, and no URL here carries a credential
             log.warning(
-                "Auth0 %s failed: %s: %s", endpoint, type(exc).__name__, _scrub(str(exc), secrets)
+                "Auth0 %s failed: %s: %s", endpoint, type(exc).__name__, scrub(str(exc), secrets)
             )
             raise UpstreamUnavailable(retry_after=DEFAULT_UNAVAILABLE_RETRY_S) from exc
 
@@ -332,7 +305,7 @@ class Auth0AuthClient:
             log.exception("the on_call hook failed for %s", endpoint)
 
     def _token_set(self, endpoint: Endpoint, response: httpx.Response) -> TokenSet:
-        body = _json_object(response)
+        body = json_object(response)
         if body is None:
             raise self._garbage(endpoint, "no JSON object")
         try:
@@ -351,28 +324,6 @@ class Auth0AuthClient:
             retry_after=DEFAULT_UNAVAILABLE_RETRY_S,
         )
 
-    def _misconfigured(
-        self,
-        endpoint: Endpoint,
-        hint: str,
-        *,
-        status: int | None = None,
-        error: str | None = None,
-        description: str = "",
-    ) -> UpstreamMisconfigured:
-        if status is None:
-            log.error("AUTH0 TENANT MISCONFIGURED on %s. Likely fix: %s", endpoint, hint)
-        else:
-            log.error(
-                "AUTH0 TENANT MISCONFIGURED: %s answered %s %s (%s). Likely fix: %s",
-                endpoint,
-                status,
-                error or "with no error code",
-                description or "no description",
-                hint,
-            )
-        return UpstreamMisconfigured()
-
     def _missing_refresh_token_hint(self) -> str:
         if "offline_access" not in self._settings.scope.split():
             return "add offline_access to GATEWAY_AUTH0__SCOPE (no refresh token was returned)"
@@ -381,176 +332,6 @@ class Auth0AuthClient:
             f"{self._settings.audience!r} and enable the refresh_token grant on the "
             "application (auth0-wire.md §1.7, §10 trap 5)"
         )
-
-    def _error_for(
-        self, endpoint: Endpoint, response: httpx.Response, secrets: list[str]
-    ) -> GatewayError:
-        """Map an Auth0 error answer to the gateway's error tree.
-
-        Auth0's statuses differ from its own OpenAPI file (§10 trap 7), so the mapping
-        keys on ``error`` plus ``error_description`` and falls back on the status only last.
-        """
-        status = response.status_code
-        body = _json_object(response)
-        error, description = _error_fields(body)
-        description = _scrub(description, secrets)
-        lowered = description.lower()
-
-        if endpoint is Endpoint.USERINFO and status in (401, 403):
-            # §4 / §10 trap 2: a plain-text "Unauthorized" body, the reason in WWW-Authenticate
-            challenge = response.headers.get("WWW-Authenticate", "").lower()
-            if "expired" in challenge or "expired" in lowered:
-                return Unauthorized(MSG_EXPIRED)
-            return Unauthorized(MSG_INVALID)
-
-        if error == "too_many_attempts":
-            # §2/§3: brute-force protection or suspicious-IP throttling; Auth0's text tells
-            # the user which one and what to do
-            log.info("Auth0 %s: too_many_attempts (attack protection)", endpoint)
-            return RateLimited(
-                description or "Too many failed login attempts; this account is blocked.",
-                code="too_many_attempts",
-                retry_after=self._retry_after(response, DEFAULT_RATE_LIMIT_RETRY_S),
-            )
-        if status == 429:
-            retry_after = self._retry_after(response, DEFAULT_RATE_LIMIT_RETRY_S)
-            log.warning("Auth0 rate-limits %s; retry after %ss", endpoint, retry_after)
-            return RateLimited(
-                "The identity provider is rate limiting the gateway; try again later.",
-                retry_after=retry_after,
-            )
-        if error == "mfa_required":
-            return Forbidden(
-                "This account requires multifactor authentication, which this login does not "
-                "support.",
-                code="mfa_required",
-            )
-        if error == "password_leaked":
-            return Forbidden(
-                "This login was blocked because the password appeared in a data breach; check "
-                "your email for instructions.",
-                code="password_leaked",
-            )
-        if error == "blocked_user" or (error == "unauthorized" and "blocked" in lowered):
-            return Forbidden("This account is blocked.", code="user_blocked")
-        if error in ("invalid_grant", "invalid_user_password"):
-            if endpoint is Endpoint.LOGIN:
-                # §2: 403 "Wrong email or password." live; the legacy 401
-                # invalid_user_password is accepted as the mobile SDKs do
-                return InvalidCredentials()
-            if endpoint in (Endpoint.REFRESH, Endpoint.REVOKE) and error == "invalid_grant":
-                log.info("Auth0 rejected a refresh token on %s: %s", endpoint, description)
-                return RefreshRejected()
-        if error == "access_denied":
-            if status == 401:
-                # §2 / §10 trap 7: a bad client secret is 401 access_denied "Unauthorized" live
-                return self._misconfigured(
-                    endpoint,
-                    "check GATEWAY_AUTH0__CLIENT_ID / GATEWAY_AUTH0__CLIENT_SECRET against the "
-                    "application, whose Token Endpoint Authentication Method must be Post",
-                    status=status,
-                    error=error,
-                    description=description,
-                )
-            if (
-                endpoint is Endpoint.CLIENT_CREDENTIALS
-                or "client-grant" in lowered
-                or lowered.startswith("service not found")
-            ):
-                # §1.5: no client grant for the audience, or an unknown audience
-                return self._misconfigured(
-                    endpoint,
-                    "authorize the application for the audience (create a client grant) and "
-                    "check GATEWAY_AUTH0__AUDIENCE names an existing API",
-                    status=status,
-                    error=error,
-                    description=description,
-                )
-            # §2: a Rule or Action denied the login; its text is meant for the user
-            return Forbidden(description or None, code="access_denied")
-        hint = _MISCONFIGURATION_HINTS.get(error or "")
-        if error == "server_error" and "default connection" in lowered:
-            hint = (
-                "set Tenant Settings > Default Directory (e.g. Username-Password-Authentication), "
-                "auth0-wire.md §1.2 / §10 trap 5"
-            )
-        if hint is not None:
-            return self._misconfigured(
-                endpoint, hint, status=status, error=error, description=description
-            )
-        if status >= 500 or body is None:
-            log.warning(
-                "Auth0 %s answered %s %s", endpoint, status, error or "with no JSON error body"
-            )
-            return UpstreamUnavailable(
-                retry_after=self._retry_after(response, DEFAULT_UNAVAILABLE_RETRY_S)
-            )
-        return self._misconfigured(
-            endpoint,
-            "an error the gateway does not expect; see the tenant's logs in the Auth0 dashboard",
-            status=status,
-            error=error,
-            description=description,
-        )
-
-    def _retry_after(self, response: httpx.Response, default: int) -> int:
-        """Seconds to wait, from ``Retry-After`` or ``X-RateLimit-Reset`` (epoch seconds, §9).
-
-        Bounded to 1..``MAX_RETRY_AFTER_S`` so a skewed clock or a silly header never
-        tells clients to go away for a day.
-        """
-        seconds = requested_wait_s(response.headers, self._wall_clock())
-        if seconds is None:
-            seconds = default
-        return max(1, min(MAX_RETRY_AFTER_S, math.ceil(seconds)))
-
-
-_MISCONFIGURATION_HINTS: dict[str, str] = {
-    "unauthorized_client": (
-        "enable the grant type named in the message on the application (Advanced > Grant "
-        "Types); password-realm is a separate entry from password, auth0-wire.md §10 trap 6"
-    ),
-    "invalid_client": (
-        "check GATEWAY_AUTH0__CLIENT_ID / GATEWAY_AUTH0__CLIENT_SECRET and that the "
-        "application authenticates with Post (client_secret_post)"
-    ),
-    "unsupported_grant_type": "the tenant does not support this grant; check the Auth0 domain",
-    "invalid_request": (
-        "check GATEWAY_AUTH0__CONNECTION (the realm), GATEWAY_AUTH0__AUDIENCE and "
-        "GATEWAY_AUTH0__SCOPE"
-    ),
-    "invalid_scope": "check GATEWAY_AUTH0__SCOPE against the API's scopes",
-    "consent_required": "mark the application first-party or allow skipping consent for the API",
-}
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any] | None:
-    """The body as a JSON object, or None for anything else (plain text, HTML, garbage)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
-
-
-def _error_fields(body: Mapping[str, Any] | None) -> tuple[str | None, str]:
-    """``error`` and ``error_description``, with the SDKs' fallback to ``code``/``description``."""
-    if body is None:
-        return None, ""
-    error = body.get("error", body.get("code"))
-    description = body.get("error_description", body.get("description"))
-    return (
-        error if isinstance(error, str) else None,
-        description[:_MAX_DESCRIPTION] if isinstance(description, str) else "",
-    )
-
-
-def _scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every sensitive value replaced, and no control characters."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return "".join(ch if ch.isprintable() else " " for ch in text)
 
 
 def _valid_ip(value: str) -> str | None:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import jwt
 
 from app.auth.principal import Principal
-from app.clients.auth0 import MSG_EXPIRED, MSG_INVALID
+from app.clients.auth0_errors import MSG_EXPIRED, MSG_INVALID
 from app.clients.jwks import JwksCache, UnknownKeyError
 from app.http.errors import Unauthorized
 from settings.model import Auth0Settings

@@ -13,12 +13,8 @@ import pytest
 import respx
 from pydantic import SecretStr
 
-from app.clients.auth0 import (
-    GRANT_PASSWORD_REALM,
-    MAX_RETRY_AFTER_S,
-    Auth0AuthClient,
-    TokenSet,
-)
+from app.clients.auth0 import GRANT_PASSWORD_REALM, Auth0AuthClient, TokenSet
+from app.clients.auth0_errors import MAX_RETRY_AFTER_S
 from app.http.errors import (
     Forbidden,
     GatewayError,
