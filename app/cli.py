@@ -11,6 +11,7 @@ import typer
 import uvicorn
 
 from app.db.cli import db_cli
+from app.observability.logging import LogFormat
 from app.tenant.commands import doctor, provision
 
 cli = typer.Typer(
@@ -79,6 +80,15 @@ def emulator(
 def dev(
     port: Annotated[int, typer.Option(help="Gateway port.")] = 8000,
     emulator_port: Annotated[int, typer.Option(help="Emulator port.")] = 8001,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            case_sensitive=False,
+            help="Gateway logs: console lines (coloured unless NO_COLOR is set), JSON lines, "
+            "or auto: console when stdout is a terminal, else JSON.",
+            envvar="GATEWAY_LOG_FORMAT",
+        ),
+    ] = LogFormat.AUTO,
 ) -> None:
     """Run the emulator with the demo tenant and the gateway against it (GATEWAY_ENV=local)."""
     from app.main import create_app
@@ -107,7 +117,7 @@ def dev(
                 create_app(settings),
                 host="127.0.0.1",
                 port=port,
-                log_config=uvicorn_log_config(settings.log_level),
+                log_config=uvicorn_log_config(settings.log_level, log_format),
                 **SERVER_OPTIONS,
             )
         ),
