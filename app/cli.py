@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from app.auth.cli import sessions_cli
 from app.db.cli import db_cli
 from app.observability.logging import LogFormat
 from app.tenant.commands import doctor, provision
@@ -140,6 +141,7 @@ def dev(
 
 
 cli.add_typer(db_cli, name="db")
+cli.add_typer(sessions_cli, name="sessions")
 cli.command()(provision)
 cli.command()(doctor)
 

@@ -18,7 +18,7 @@ from app.observability.metrics import Metrics
 from app.observability.middleware import ObservabilityMiddleware
 from app.routers import auth, health, tokens, users, venues
 from app.routers import metrics as metrics_routes
-from app.services import build_services
+from app.services import build_services, start_background_work
 from settings import Settings, load_settings
 
 log = logging.getLogger("app")
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.services = await build_services(settings, stack, metrics=metrics)
             # local (make dev, tests) migrates itself; elsewhere `gateway db upgrade` does
             await prepare_schema(app.state.services.database.engine, migrate=settings.is_local)
+            await start_background_work(app.state.services, stack)
             log.info("gateway ready: env=%s tenant=%s", settings.env.value, settings.auth0.base_url)
             # What is alive now (modules, schemas, services) lives as long as the app. Frozen,
             # the collector stops walking it in every full collection, each an ~80 ms pause of

@@ -53,10 +53,35 @@ def multiprocess_metrics_dir(workers: int) -> Iterator[str | None]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@contextmanager
+def shared_local_session_key(workers: int) -> Iterator[None]:
+    """In ``local`` without ``GATEWAY_SESSION__KEYS``, one ephemeral key for every worker.
+
+    Each worker would otherwise make up its own: the others could not read its sessions and
+    would take its cache entries for forgeries.
+    """
+    from app.auth.cipher import generate_key
+    from settings import load_settings
+
+    variable = "GATEWAY_SESSION__KEYS"
+    if workers <= 1 or os.environ.get(variable):
+        yield
+        return
+    settings = load_settings()
+    if not settings.is_local or settings.session.keys:
+        yield
+        return
+    os.environ[variable] = generate_key()
+    try:
+        yield
+    finally:
+        os.environ.pop(variable, None)
+
+
 def run(*, host: str, port: int, workers: int, graceful_timeout_s: int, log_level: str) -> None:
     """Serve ``create_app`` (a factory: settings are read in each worker) until signalled."""
     level = log_level.upper()
-    with multiprocess_metrics_dir(workers):
+    with multiprocess_metrics_dir(workers), shared_local_session_key(workers):
         uvicorn.run(
             APP_FACTORY,
             factory=True,

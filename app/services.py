@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
 import logging
+import random
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 import httpx
 
+from app.auth.cipher import SessionCipher
 from app.auth.flow import AuthFlow
 from app.auth.principal import Principal
 from app.auth.resolver import PrincipalResolver
-from app.auth.session_index import UserSessionIndex
-from app.auth.sessions import SessionCipher, SessionStore
+from app.auth.revocations import RevocationList
+from app.auth.sessions import SessionStore
 from app.cache import Cache, LocalTier, build_cache
+from app.cache.sealed import EntrySealer
 from app.clients.auth0 import Auth0AuthClient
 from app.clients.jwks import JwksCache
 from app.clients.management import ManagementClient, build_management_client
 from app.clients.token_validator import TokenValidator
 from app.db.engine import Database, open_database
+from app.http.errors import SessionStoreUnavailable
 from app.observability.metrics import Metrics
 from settings import Settings
 
@@ -35,18 +42,22 @@ class Services:
     auth0: Auth0AuthClient
     jwks: JwksCache
     validator: TokenValidator
-    sessions: SessionStore
+    store: SessionStore
+    revocations: RevocationList
     resolver: PrincipalResolver
     flow: AuthFlow
     database: Database
     management: ManagementClient
-    session_index: UserSessionIndex
 
 
 async def build_services(
     settings: Settings, stack: AsyncExitStack, *, metrics: Metrics | None = None
 ) -> Services:
-    """Build every service; ``stack`` closes them when the app stops; ``metrics`` observe them."""
+    """Build every service; ``stack`` closes them when the app stops; ``metrics`` observe them.
+
+    Nothing runs in the background yet: :func:`start_background_work` starts that once the
+    database schema is in place.
+    """
     metrics = metrics or Metrics.from_environment(cache_url=settings.cache.url)
     http = await stack.enter_async_context(
         httpx.AsyncClient(
@@ -72,13 +83,15 @@ async def build_services(
             "when the gateway restarts (allowed in local only)"
         )
     namespace = settings.cache_namespace
-    sessions = SessionStore(
-        cache,
-        namespace,
+    database = open_database(settings.database, stack)
+    store = SessionStore(
+        database.engine,
         cipher,
         lifetime_s=settings.session.lifetime_s,
-        grace_s=settings.session.refresh_grace_s,
+        timeout_s=settings.database.timeout_s,
+        notify_channel=notify_channel(namespace),
     )
+    revocations = RevocationList(store, sync_interval_s=settings.session.revocation_sync_s)
     resolver = PrincipalResolver(
         settings=settings.auth0,
         namespace=namespace,
@@ -86,24 +99,23 @@ async def build_services(
         local=LocalTier[Principal].from_settings(settings.cache),
         validator=validator,
         auth0=auth0,
-        sessions=sessions,
+        store=store,
+        revocations=revocations,
+        sealer=EntrySealer(
+            cipher.derive_keys("cache entry mac"),
+            on_rejected=metrics.cache_entries_rejected.inc,
+        ),
         metrics=metrics,
     )
-    session_index = UserSessionIndex(cache, namespace, cipher)
     flow = AuthFlow(
         auth0=auth0,
         validator=validator,
-        sessions=sessions,
+        store=store,
         resolver=resolver,
-        cache=cache,
-        namespace=namespace,
-        session_lifetime_s=settings.session.lifetime_s,
         grace_s=settings.session.refresh_grace_s,
-        session_index=session_index,
         metrics=metrics,
         upstream_timeout_s=settings.auth0.timeout_s,
     )
-    database = open_database(settings.database, stack)
     return Services(
         settings,
         http,
@@ -111,10 +123,53 @@ async def build_services(
         auth0,
         jwks,
         validator,
-        sessions,
+        store,
+        revocations,
         resolver,
         flow,
         database=database,
         management=build_management_client(settings, http, auth0, cache, cipher),
-        session_index=session_index,
     )
+
+
+async def start_background_work(services: Services, stack: AsyncExitStack) -> None:
+    """Load the revocations in force and keep them in step; prune expired rows periodically.
+
+    ``stack`` stops both when the app stops.
+    """
+    settings = services.settings
+    postgres = services.database.engine.dialect.name == "postgresql"
+    await services.revocations.start(stack, listen_url=settings.database.url if postgres else None)
+    interval = settings.session.prune_interval_s
+    if interval:
+        task = asyncio.create_task(_prune_every(services.store, interval), name="session-prune")
+
+        async def stop() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        stack.push_async_callback(stop)
+
+
+def notify_channel(namespace: str) -> str:
+    """The PostgreSQL ``NOTIFY`` channel of a namespace's revocations (an identifier)."""
+    return f"vg_revocations_{hashlib.sha256(namespace.encode()).hexdigest()[:16]}"
+
+
+async def _prune_every(store: SessionStore, interval_s: int) -> None:
+    # spread over the interval, so workers and replicas started together do not prune together
+    await asyncio.sleep(random.uniform(0, interval_s))  # noqa: S311 - timing, not security
+    while True:
+        try:
+            pruned = await store.prune()
+            if pruned.sessions or pruned.revocations:
+                log.info(
+                    "pruned %d session(s), %d token record(s), %d revocation(s)",
+                    pruned.sessions,
+                    pruned.tokens,
+                    pruned.revocations,
+                )
+        except SessionStoreUnavailable:
+            pass  # logged by the store; the next round tries again
+        await asyncio.sleep(interval_s)

@@ -45,6 +45,7 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from app.auth.cipher import generate_key
 from app.clients.token_validator import TokenValidator
 from bench.emulator import AUDIENCE
 from bench.load import Run, run_wrk
@@ -372,6 +373,8 @@ class Bench:
             "GATEWAY_CACHE__URL": f"memcached://127.0.0.1:{memcached_port}",
             "GATEWAY_CACHE__NAMESPACE": f"bench-{secrets.token_hex(4)}",
             "GATEWAY_DATABASE__URL": database_url,
+            # one deployment: both gateways read each other's sealed cache entries
+            "GATEWAY_SESSION__KEYS": generate_key(),
             "BENCH_LIMIT_PRINCIPAL": limit_principal(self.emulator_url, self.token),
         }
         self.gateway = self._server("gateway", "bench.app:create_bench_app", gateway_env)

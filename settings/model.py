@@ -130,6 +130,20 @@ class SessionSettings(BaseModel):
     )
     lifetime_s: int = Field(default=2_592_000, ge=60, le=31_557_600)
     refresh_grace_s: int = Field(default=30, ge=0, le=300)
+    revocation_sync_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=300,
+        description=(
+            "How often each worker reads new revocations from the database (with PostgreSQL "
+            "a NOTIFY also wakes it at once): the longest a logout takes to reach a worker."
+        ),
+    )
+    prune_interval_s: int = Field(
+        default=3600,
+        ge=0,
+        description="How often expired sessions and revocations are removed; 0: never (cron).",
+    )
 
     _split = field_validator("keys", mode="before")(_split_list)
 
@@ -151,6 +165,12 @@ class DatabaseSettings(BaseModel):
         default=10.0, gt=0, le=120, description="How long a request waits for a connection."
     )
     echo: bool = Field(default=False, description="Log every SQL statement.")
+    timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="The longest a session-store operation waits for the database.",
+    )
 
     @field_validator("url")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -64,9 +65,10 @@ class UvicornThread:
 class MemcachedProcess:
     """A real memcached on 127.0.0.1, which tests may stop and start again on the same port."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, memory_mb: int = 64) -> None:
         binary = shutil.which("memcached") or "/usr/bin/memcached"
         self.binary = binary
+        self.memory_mb = memory_mb
         self.port = port or free_port()
         self.url = f"memcached://127.0.0.1:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -83,7 +85,7 @@ class MemcachedProcess:
                 "-U",
                 "0",
                 "-m",
-                "64",
+                str(self.memory_mb),
                 "-u",
                 "root",
                 "-c",
@@ -101,6 +103,68 @@ class MemcachedProcess:
             self._proc.kill()
             self._proc.wait(timeout=5)
             self._proc = None
+
+    def pause(self) -> None:
+        """Freeze memcached (SIGSTOP): connections open, no answers, its data kept."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused memcached answer again (SIGCONT)."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
+
+    def command(self, line: bytes, data: bytes | None = None) -> bytes:
+        """Send one raw command (``data`` as its data block) and return the first reply line."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+            sock.sendall(line + b"\r\n" + (data + b"\r\n" if data is not None else b""))
+            reply = b""
+            while not reply.endswith(b"\r\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+        return reply.strip()
+
+    def fill(self, count: int, sizes: range) -> None:
+        """Write ``count`` filler items of every size in ``sizes`` (bytes) over one connection:
+        memcached evicts per slab class, so pressure must reach the classes that matter."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            for size in sizes:
+                value = b"f" * size
+                batch = b"".join(
+                    f"set filler:{size}:{i} 0 600 {size} noreply\r\n".encode() + value + b"\r\n"
+                    for i in range(count)
+                )
+                sock.sendall(batch)
+            sock.sendall(b"version\r\n")
+            reply = b""
+            while not reply.endswith(b"\r\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+
+    def get(self, key: str) -> bytes | None:
+        """The raw value under ``key``."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+            sock.sendall(b"get " + key.encode() + b"\r\n")
+            data = b""
+            while not data.endswith(b"END\r\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        if not data.startswith(b"VALUE "):
+            return None
+        header, _, rest = data.partition(b"\r\n")
+        length = int(header.split()[3])
+        return rest[:length]
+
+    def set(self, key: str, value: bytes, ttl_s: int = 300) -> None:
+        """Store a raw value, as anyone who can reach memcached can."""
+        reply = self.command(f"set {key} 0 {ttl_s} {len(value)}".encode(), value)
+        assert reply == b"STORED", reply
 
     def keys(self) -> list[str]:
         """Every key memcached holds (``lru_crawler metadump all``).

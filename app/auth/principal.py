@@ -19,6 +19,7 @@ class Principal(BaseModel):
     scopes: tuple[str, ...] = Field(default=(), description="The token's granted scopes.")
     client_id: str | None = Field(default=None, description="The client the token was issued to.")
     expires_at: int = Field(description="The token's exp, Unix seconds.")
+    issued_at: int | None = Field(default=None, description="The token's iat, Unix seconds.")
     opaque: bool = Field(default=False, description="True for a /userinfo-only opaque token.")
 
     def has(self, *permissions: str) -> bool:

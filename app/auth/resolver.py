@@ -7,6 +7,11 @@
 
 Concurrent misses for one token make one validation: single flight in the process and a
 memcached ``add`` lock across processes. Keys are hashes; the raw token is never a key.
+
+Revocations: a cold validation asks the database (one indexed read); a memcached hit is checked
+against this process's :class:`~app.auth.revocations.RevocationList` (no round trip), which also
+drops revoked entries from the in-process tier as it learns of them. memcached entries are
+sealed (:class:`~app.cache.sealed.EntrySealer`): one that anybody else wrote is a miss.
 """
 
 from __future__ import annotations
@@ -17,21 +22,28 @@ import time
 from typing import Any
 
 from app.auth.principal import Principal
-from app.auth.sessions import SessionStore
-from app.cache import Cache, LocalTier, cache_key, last_operation_failed
+from app.auth.revocations import RevocationList
+from app.auth.sessions import RevocationEntry, SessionStore
+from app.cache import Cache, LocalTier, cache_key, digest_key, last_operation_failed
 from app.cache.lock import CacheLock, wait_for
+from app.cache.sealed import EntrySealer
 from app.cache.singleflight import SingleFlight
 from app.clients.auth0 import Auth0AuthClient
 from app.clients.token_validator import TokenValidator
-from app.http.errors import GatewayError, Unauthorized, UpstreamUnavailable
+from app.http.errors import (
+    GatewayError,
+    SessionStoreUnavailable,
+    Unauthorized,
+    UpstreamUnavailable,
+)
 from app.observability.metrics import Metrics
 from settings import Auth0Settings
 
 log = logging.getLogger("app.auth.resolver")
 
 _PROFILE_RETRY_TTL_S = 60
-_MAX_LOCAL_REVOCATIONS = 100_000
 _MAX_LOCAL_PROFILES = 10_000
+_STORE_RETRY_S = 5.0
 
 
 class PrincipalResolver:
@@ -46,7 +58,9 @@ class PrincipalResolver:
         local: LocalTier[Principal],
         validator: TokenValidator,
         auth0: Auth0AuthClient,
-        sessions: SessionStore,
+        store: SessionStore,
+        revocations: RevocationList,
+        sealer: EntrySealer,
         metrics: Metrics | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
@@ -60,9 +74,12 @@ class PrincipalResolver:
         self._local = local
         self._validator = validator
         self._auth0 = auth0
-        self._sessions = sessions
+        self._store = store
+        self._revocations = revocations
+        self._sealer = sealer
+        self._store_down_until = 0.0
+        revocations.on_revoked(self._purge)
         self._flights: SingleFlight[Principal] = SingleFlight(self.metrics.validation_waits.inc)
-        self._revoked_here: dict[str, float] = {}
         # sub -> (monotonic deadline, profile, or None after a failed /userinfo: retry later)
         self._profiles_here: dict[str, tuple[float, dict[str, Any] | None]] = {}
         self._profile_flights: SingleFlight[tuple[dict[str, Any] | None, bool]] = SingleFlight()
@@ -106,35 +123,28 @@ class PrincipalResolver:
         (shared.error if last_operation_failed() else shared.miss).inc()
         return await self._flights.run(key, lambda: self._validate(token, key, kind))
 
-    async def forget(self, token: str, *, until: int) -> None:
-        """Drop the cached principal of ``token`` from both tiers and deny it until ``until``.
+    async def forget(self, revoked: RevocationEntry) -> None:
+        """Apply a revocation this process recorded: deny it here at once, drop its entries.
 
-        The denial is also kept in this process, so a logout holds here even while memcached
-        (and with it the shared revocation marker) is unreachable.
+        The shared entry is deleted too; should memcached miss the delete, the revocation list
+        refuses the entry on every worker that reads it.
         """
-        key = self.key(token)
-        self._local.discard(key)
-        now = time.time()
-        if len(self._revoked_here) >= _MAX_LOCAL_REVOCATIONS:
-            self._revoked_here = {k: t for k, t in self._revoked_here.items() if t > now}
-        if len(self._revoked_here) < _MAX_LOCAL_REVOCATIONS:
-            self._revoked_here[key] = until
-        await self._cache.delete(key)
+        self._revocations.add(revoked)
+        if revoked.token_hash is not None:
+            await self._cache.delete(digest_key(self._ns, "principal", revoked.token_hash))
 
     async def remember(self, token: str, principal: Principal) -> None:
         """Cache a principal the gateway validated itself (login, refresh)."""
-        await self._store(self.key(token), principal, principal.expires_at - time.time())
+        await self._keep(self.key(token), principal, principal.expires_at - time.time())
 
     async def remember_profile(self, sub: str, profile: dict[str, Any]) -> None:
         """Keep a user's profile (``email``, ``name``) so ``/userinfo`` is not asked again."""
         if self._settings.profile_ttl_s:
             kept = {k: profile.get(k) for k in ("email", "name")}
             self._keep_profile_here(sub, kept, self._settings.profile_ttl_s)
-            await self._cache.set(
-                cache_key(self._ns, "profile", sub),
-                json.dumps(kept).encode(),
-                self._settings.profile_ttl_s,
-            )
+            key = cache_key(self._ns, "profile", sub)
+            sealed = self._sealer.seal(key, json.dumps(kept).encode())
+            await self._cache.set(key, sealed, self._settings.profile_ttl_s)
 
     def _keep_profile_here(self, sub: str, profile: dict[str, Any] | None, ttl: float) -> None:
         if len(self._profiles_here) >= _MAX_LOCAL_PROFILES:
@@ -145,7 +155,10 @@ class PrincipalResolver:
         self._profiles_here[sub] = (time.monotonic() + ttl, profile)
 
     async def _from_shared_cache(self, key: str) -> Principal | None:
-        raw = await self._cache.get(key)
+        sealed = await self._cache.get(key)
+        if sealed is None:
+            return None
+        raw = self._sealer.open(key, sealed)
         if raw is None:
             return None
         try:
@@ -155,6 +168,8 @@ class PrincipalResolver:
         remaining = principal.expires_at - time.time()
         if remaining <= 0:
             return None
+        if self._revocations.denies(_digest(key), principal.sub, principal.issued_at):
+            raise Unauthorized("The access token was revoked (logged out).")
         self._local.put(key, principal, remaining)
         return principal
 
@@ -175,16 +190,16 @@ class PrincipalResolver:
                 principal = await self._from_shared_cache(key)
                 if principal is not None:
                     return principal
-            if await self._revoked(token, key):
-                raise Unauthorized("The access token was revoked (logged out).")
             self.validations += 1
             if kind == "jwt":
                 principal, ttl = await self._validate_jwt(token)
             else:
                 principal, ttl = await self._validate_opaque(token)
-            await self._store(key, principal, ttl)
-            if await self._revoked(token, key):
-                # a logout landed while this validation was in flight: undo the store
+            if await self._revoked(key, principal):
+                raise Unauthorized("The access token was revoked (logged out).")
+            await self._keep(key, principal, ttl)
+            if self._revocations.denies(_digest(key), principal.sub, principal.issued_at):
+                # a logout in this process landed while the validation was in flight
                 self._local.discard(key)
                 await self._cache.delete(key)
                 raise Unauthorized("The access token was revoked (logged out).")
@@ -192,10 +207,27 @@ class PrincipalResolver:
         finally:
             await lock.release()
 
-    async def _revoked(self, token: str, key: str) -> bool:
-        return self._revoked_here.get(key, 0) > time.time() or await self._sessions.is_revoked(
-            token
-        )
+    async def _revoked(self, key: str, principal: Principal) -> bool:
+        """The database's word (one indexed read); this process's list while it is down."""
+        digest = _digest(key)
+        if self._revocations.denies(digest, principal.sub, principal.issued_at):
+            return True
+        if time.monotonic() < self._store_down_until:
+            return False
+        try:
+            return await self._store.is_revoked(digest, principal.sub, principal.issued_at)
+        except SessionStoreUnavailable:
+            # Cached tokens keep working while the database is down; a new one is checked
+            # against the revocations this process has read (none can be added meanwhile).
+            self._store_down_until = time.monotonic() + _STORE_RETRY_S
+            return False
+
+    def _purge(self, revoked: RevocationEntry) -> None:
+        if revoked.token_hash is not None:
+            self._local.discard(digest_key(self._ns, "principal", revoked.token_hash))
+        elif revoked.sub is not None and revoked.issued_before is not None:
+            sub, before = revoked.sub, revoked.issued_before
+            self._local.discard_if(lambda p: p.sub == sub and (p.issued_at or 0) < before)
 
     async def _validate_jwt(self, token: str) -> tuple[Principal, float]:
         claims = await self._validator.verify_jwt(token)
@@ -224,6 +256,7 @@ class PrincipalResolver:
             email=info.get("email"),
             name=info.get("name"),
             expires_at=int(time.time() + ttl),
+            issued_at=int(time.time()),
             opaque=True,
         )
         if not principal.sub:
@@ -240,7 +273,8 @@ class PrincipalResolver:
         if here is not None and here[0] > time.monotonic():
             return here[1], here[1] is not None
         profile_key = cache_key(self._ns, "profile", sub)
-        raw = await self._cache.get(profile_key)
+        sealed = await self._cache.get(profile_key)
+        raw = None if sealed is None else self._sealer.open(profile_key, sealed)
         if raw is not None:
             try:
                 cached: dict[str, Any] = json.loads(raw)
@@ -264,8 +298,13 @@ class PrincipalResolver:
         await self.remember_profile(sub, profile)
         return profile, True
 
-    async def _store(self, key: str, principal: Principal, ttl: float) -> None:
+    async def _keep(self, key: str, principal: Principal, ttl: float) -> None:
         if ttl <= 0:
             return
         self._local.put(key, principal, ttl)
-        await self._cache.set(key, principal.to_bytes(), ttl)
+        await self._cache.set(key, self._sealer.seal(key, principal.to_bytes()), ttl)
+
+
+def _digest(key: str) -> str:
+    """The token hash at the end of a cache key."""
+    return key.rsplit(":", 1)[1]

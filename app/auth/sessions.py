@@ -1,198 +1,551 @@
-"""Server-side sessions: where refresh tokens live, encrypted, under the access token's hash.
+"""The session store: sessions, their lineage and revocations, recorded in the database.
 
-A refresh token never leaves the backend and is never logged. Session records, and the grace
-records of a concurrent refresh (they hold the new access token), are Fernet-encrypted with the
-newest of ``SessionSettings.keys``; every listed key decrypts, so keys rotate by prepending a new
-one and dropping the oldest once its records have expired.
+The database is the system of record (PostgreSQL; SQLite for ``local`` and the tests); the
+caches in front of it may lose or be fed anything. Every statement that decides something is a
+conditional write, so two workers or replicas acting at once cannot both win: a refresh holds a
+lease on its session row, a logout ends the row, and whichever commits second sees the other.
+
+Refresh tokens, and the answers kept for concurrent refreshes, are Fernet ciphertext
+(:class:`~app.auth.cipher.SessionCipher`); tokens are named by their SHA-256 only. A database
+that does not answer within ``timeout_s`` raises
+:class:`~app.http.errors.SessionStoreUnavailable` (503 with ``Retry-After``).
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
+import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import SecretStr
+from sqlalchemy import Insert, and_, delete, func, insert, literal, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.cache import Cache, cache_key
-from settings.model import SessionSettings
+from app.auth.cipher import SessionCipher
+from app.auth.models import AuthSession, Revocation, SessionToken
+from app.cache import secret_digest
+from app.http.errors import SessionStoreUnavailable
 
-log = logging.getLogger("app.auth.sessions")
+log = logging.getLogger(__name__)
 
-
-def generate_key() -> str:
-    """A fresh Fernet key (url-safe base64 text), for ``GATEWAY_SESSION__KEYS``."""
-    return Fernet.generate_key().decode()
-
-
-class SessionCipher:
-    """Fernet encryption with rotation: the first key encrypts, every key decrypts."""
-
-    def __init__(self, keys: Sequence[str | SecretStr], *, is_ephemeral: bool = False) -> None:
-        """Raise ``ValueError`` when ``keys`` is empty or one is not a Fernet key (never echoed)."""
-        if not keys:
-            raise ValueError("at least one session key is needed")
-        fernets = []
-        for position, key in enumerate(keys, start=1):
-            text = key.get_secret_value() if isinstance(key, SecretStr) else key
-            try:
-                fernets.append(Fernet(text.strip().encode()))
-            except ValueError:
-                raise ValueError(
-                    f"session key #{position} is not a Fernet key (32 url-safe base64 bytes)"
-                ) from None
-        self._fernet = MultiFernet(fernets)
-        self.is_ephemeral = is_ephemeral
-
-    @classmethod
-    def ephemeral(cls) -> SessionCipher:
-        """A cipher with a key generated now: sessions die with the process (local use only)."""
-        return cls([generate_key()], is_ephemeral=True)
-
-    @classmethod
-    def from_settings(
-        cls, settings: SessionSettings, *, allow_ephemeral: bool = False
-    ) -> SessionCipher:
-        """The cipher of ``settings.keys``; an ephemeral one when there are none and allowed.
-
-        The caller logs "using an ephemeral session key" when :attr:`is_ephemeral` is set.
-        """
-        if not settings.keys and allow_ephemeral:
-            return cls.ephemeral()
-        return cls(settings.keys)
-
-    def encrypt(self, plaintext: bytes) -> bytes:
-        """Encrypt with the newest key."""
-        return self._fernet.encrypt(plaintext)
-
-    def decrypt(self, token: bytes) -> bytes | None:
-        """Decrypt with any key; None when no key fits or the token was tampered with."""
-        try:
-            return self._fernet.decrypt(token)
-        except InvalidToken:
-            return None
+#: How long a user's cut-off is kept: Auth0 issues access tokens for 30 days at most.
+CUTOFF_KEEP_S = 2_592_000 + 86_400
+#: How long an ended session's rows stay for operators to look at before pruning removes them.
+ENDED_KEEP_S = 86_400
+_IN_CHUNK = 500
 
 
-class Session(BaseModel):
-    """A login's server-side state; ``repr`` and JSON dumps mask the refresh token."""
+@dataclass(frozen=True)
+class TokenSession:
+    """An access token of a session, and that session, as the store has them now."""
 
-    model_config = ConfigDict(frozen=True)
-
-    refresh_token: SecretStr
+    session_id: str
     sub: str
-    created_at: int
+    refresh_token: SecretStr
+    session_expires_at: int
+    ended: bool
+    token_expires_at: int
+    refreshed_at: int | None
+    successor: bytes | None
+    """The answer this token's refresh gave (decrypted), kept for the grace."""
+
+
+@dataclass(frozen=True)
+class RevocationEntry:
+    """A revocation in force: one token (``token_hash``), or a user's cut-off (``sub``)."""
+
+    token_hash: str | None
+    sub: str | None
+    issued_before: int | None
     expires_at: int
 
 
+@dataclass
+class Ended:
+    """What ending sessions left to do outside the database."""
+
+    refresh_tokens: list[SecretStr] = field(default_factory=list)
+    """Refresh tokens to revoke at Auth0."""
+    revocations: list[RevocationEntry] = field(default_factory=list)
+    """What is now denied, for this process's revocation list and its caches."""
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """Rows removed by :meth:`SessionStore.prune`."""
+
+    sessions: int
+    tokens: int
+    revocations: int
+
+
 class SessionStore:
-    """Sessions, grace records and logout markers in the cache, keyed by access-token hash."""
+    """Sessions, lineage and revocations in the database."""
 
     def __init__(
         self,
-        cache: Cache,
-        namespace: str,
+        engine: AsyncEngine,
         cipher: SessionCipher,
+        *,
         lifetime_s: int,
-        grace_s: float,
+        timeout_s: float = 5.0,
+        notify_channel: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self._cache = cache
-        self._namespace = namespace
+        """``notify_channel``: PostgreSQL ``NOTIFY`` channel told of every new revocation."""
+        self._engine = engine
         self._cipher = cipher
         self.lifetime_s = lifetime_s
-        self.grace_s = grace_s
+        self._timeout_s = timeout_s
+        self._postgres = engine.dialect.name == "postgresql"
+        self.notify_channel = notify_channel if self._postgres else None
+        self._clock = clock
 
-    def new_session(self, refresh_token: str, sub: str, *, now: int | None = None) -> Session:
-        """A session starting ``now`` and lasting the configured lifetime."""
-        created = int(time.time()) if now is None else now
-        return Session(
-            refresh_token=SecretStr(refresh_token),
-            sub=sub,
-            created_at=created,
-            expires_at=created + self.lifetime_s,
-        )
+    def now(self) -> int:
+        """The store's clock, Unix seconds."""
+        return int(self._clock())
 
-    async def save(self, access_token: str, session: Session) -> bool:
-        """Store ``session`` under ``access_token`` until it expires; True when stored."""
-        ttl = min(session.expires_at - time.time(), self.lifetime_s)
-        record = json.dumps(
-            {
-                "refresh_token": session.refresh_token.get_secret_value(),
-                "sub": session.sub,
-                "created_at": session.created_at,
-                "expires_at": session.expires_at,
-            },
-            separators=(",", ":"),
-        ).encode()
-        return await self._cache.set(
-            self._key("session", access_token), self._cipher.encrypt(record), ttl
-        )
+    async def start(
+        self,
+        *,
+        sub: str,
+        refresh_token: SecretStr,
+        access_token: str,
+        issued_at: int,
+        expires_at: int,
+    ) -> list[SecretStr]:
+        """Record a new session whose first access token is ``access_token``.
 
-    async def load(self, access_token: str) -> Session | None:
-        """The session stored under ``access_token``; None when absent, expired or unreadable."""
-        record = await self._read("session", access_token)
-        if record is None:
-            return None
-        try:
-            session = Session.model_validate_json(record)
-        except ValidationError:
-            log.warning("a stored session record is malformed; treated as absent")
-            return None
-        if session.expires_at <= time.time():
-            return None
-        return session
-
-    async def delete(self, access_token: str) -> None:
-        """Forget the session under ``access_token``."""
-        await self._cache.delete(self._key("session", access_token))
-
-    async def put_grace(
-        self, old_access_token: str, payload: bytes, ttl_s: float | None = None
-    ) -> bool:
-        """Remember, encrypted, the answer to a refresh of ``old_access_token``.
-
-        Concurrent refreshes of the same token read it instead of exchanging the (now rotated)
-        refresh token again. ``ttl_s`` defaults to the configured grace period.
+        Returns the refresh tokens of sessions this one replaced: Auth0 access tokens carry no
+        ``jti``, so two logins of one user within a second can get the same token, and the
+        earlier session can then no longer be told apart; it is ended and its refresh token
+        must be revoked.
         """
-        ttl = self.grace_s if ttl_s is None else ttl_s
-        return await self._cache.set(
-            self._key("grace", old_access_token), self._cipher.encrypt(payload), ttl
-        )
+        now = self.now()
+        session_id = secrets.token_hex(16)
+        digest = secret_digest(access_token)
+        row = {
+            "id": session_id,
+            "sub": sub,
+            "refresh_token": self._cipher.encrypt(refresh_token.get_secret_value().encode()),
+            "created_at": now,
+            "expires_at": now + self.lifetime_s,
+        }
+        token = {"issued_at": issued_at, "expires_at": expires_at}
+        async with self._guard("start a session"):
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(insert(AuthSession).values(row))
+                    await conn.execute(
+                        insert(SessionToken).values(
+                            token_hash=digest, session_id=session_id, **token
+                        )
+                    )
+                return []
+            except IntegrityError:
+                pass
+            async with self._engine.begin() as conn:
+                replaced = await conn.execute(
+                    update(AuthSession)
+                    .where(
+                        AuthSession.id == _session_of(digest),
+                        AuthSession.ended_at.is_(None),
+                    )
+                    .values(ended_at=now, end_reason="replaced")
+                    .returning(AuthSession.refresh_token)
+                )
+                old = [self._decrypt_refresh(value) for (value,) in replaced.all()]
+                await conn.execute(insert(AuthSession).values(row))
+                await conn.execute(
+                    update(SessionToken)
+                    .where(SessionToken.token_hash == digest)
+                    .values(session_id=session_id, refreshed_at=None, successor=None, **token)
+                )
+        return [value for value in old if value is not None]
 
-    async def get_grace(self, old_access_token: str) -> bytes | None:
-        """The grace payload for ``old_access_token``, if still there and readable."""
-        return await self._read("grace", old_access_token)
-
-    async def mark_revoked(self, access_token: str, until_epoch: int) -> bool:
-        """Deny ``access_token`` until ``until_epoch`` (its ``exp``); True when recorded.
-
-        Nothing is stored for a token that has already expired: it is refused anyway.
-        """
-        ttl = until_epoch - time.time()
-        if ttl <= 0:
-            return False
-        return await self._cache.set(self._key("revoked", access_token), b"1", ttl)
-
-    async def is_revoked(self, access_token: str) -> bool:
-        """True when ``access_token`` was logged out.
-
-        Fails open: while the cache is unreachable no marker can be read and this is False.
-        """
-        return await self._cache.get(self._key("revoked", access_token)) is not None
-
-    def _key(self, kind: str, access_token: str) -> str:
-        return cache_key(self._namespace, kind, access_token)
-
-    async def _read(self, kind: str, access_token: str) -> bytes | None:
-        stored = await self._cache.get(self._key(kind, access_token))
-        if stored is None:
-            return None
-        plaintext = self._cipher.decrypt(stored)
-        if plaintext is None:
-            log.warning(
-                "a stored %s record did not decrypt with any session key (rotated out or "
-                "tampered); treated as absent",
-                kind,
+    async def find(self, access_token: str) -> TokenSession | None:
+        """The session ``access_token`` belongs to; None when it belongs to none."""
+        digest = secret_digest(access_token)
+        query = (
+            select(
+                SessionToken.session_id,
+                AuthSession.sub,
+                AuthSession.refresh_token,
+                AuthSession.expires_at,
+                AuthSession.ended_at,
+                SessionToken.expires_at,
+                SessionToken.refreshed_at,
+                SessionToken.successor,
             )
-        return plaintext
+            .join(AuthSession, AuthSession.id == SessionToken.session_id)
+            .where(SessionToken.token_hash == digest)
+        )
+        async with self._guard("read a session"), self._engine.connect() as conn:
+            found = (await conn.execute(query)).first()
+        if found is None:
+            return None
+        (session_id, sub, sealed, session_expires, ended_at, token_expires, refreshed_at, succ) = (
+            found
+        )
+        refresh_token = self._decrypt_refresh(sealed)
+        if refresh_token is None:
+            return None
+        return TokenSession(
+            session_id=session_id,
+            sub=sub,
+            refresh_token=refresh_token,
+            session_expires_at=session_expires,
+            ended=ended_at is not None or session_expires <= self.now(),
+            token_expires_at=token_expires,
+            refreshed_at=refreshed_at,
+            successor=None if succ is None else self._cipher.decrypt(succ),
+        )
+
+    async def claim_refresh(
+        self, access_token: str, owner: str, lease_s: float
+    ) -> TokenSession | None:
+        """Take the refresh lease of the live session whose current token is ``access_token``.
+
+        One statement: the session, when this worker may now exchange its refresh token; None
+        when it may not (no such session, ended, ``access_token`` already refreshed, or another
+        holds the lease): :meth:`find` then tells which.
+        """
+        now = self.now()
+        current = (
+            select(SessionToken.session_id)
+            .where(
+                SessionToken.token_hash == secret_digest(access_token),
+                SessionToken.refreshed_at.is_(None),
+            )
+            .scalar_subquery()
+        )
+        statement = (
+            update(AuthSession)
+            .where(
+                AuthSession.id == current,
+                AuthSession.ended_at.is_(None),
+                AuthSession.expires_at > now,
+                or_(AuthSession.refreshing_until.is_(None), AuthSession.refreshing_until < now),
+            )
+            .values(refresh_owner=owner, refreshing_until=now + max(1, int(lease_s + 0.999)))
+            .returning(
+                AuthSession.id, AuthSession.sub, AuthSession.refresh_token, AuthSession.expires_at
+            )
+        )
+        async with self._guard("claim a refresh"), self._engine.begin() as conn:
+            claimed = (await conn.execute(statement)).first()
+        if claimed is None:
+            return None
+        session_id, sub, sealed, expires_at = claimed
+        refresh_token = self._decrypt_refresh(sealed)
+        if refresh_token is None:
+            await self.release_refresh(session_id, owner)
+            return None
+        return TokenSession(
+            session_id=session_id,
+            sub=sub,
+            refresh_token=refresh_token,
+            session_expires_at=expires_at,
+            ended=False,
+            token_expires_at=0,
+            refreshed_at=None,
+            successor=None,
+        )
+
+    async def release_refresh(self, session_id: str, owner: str) -> None:
+        """Give the lease back (it lapses by itself when this fails)."""
+        statement = (
+            update(AuthSession)
+            .where(AuthSession.id == session_id, AuthSession.refresh_owner == owner)
+            .values(refresh_owner=None, refreshing_until=None)
+        )
+        try:
+            async with self._guard("release a refresh"), self._engine.begin() as conn:
+                await conn.execute(statement)
+        except SessionStoreUnavailable:
+            pass
+
+    async def keep_rotated(self, session_id: str, owner: str, refresh_token: SecretStr) -> None:
+        """Store the refresh token Auth0 rotated to, before anything else can fail: the old one
+        is dead at Auth0 and presenting it again would be reuse."""
+        sealed = self._cipher.encrypt(refresh_token.get_secret_value().encode())
+        statement = (
+            update(AuthSession)
+            .where(AuthSession.id == session_id, AuthSession.refresh_owner == owner)
+            .values(refresh_token=sealed)
+        )
+        async with self._guard("keep a rotated refresh token"), self._engine.begin() as conn:
+            await conn.execute(statement)
+
+    async def complete_refresh(
+        self,
+        *,
+        session_id: str,
+        owner: str,
+        old_token: str,
+        new_token: str,
+        issued_at: int,
+        expires_at: int,
+        answer: bytes,
+    ) -> bool:
+        """Move the session to ``new_token``; False when the session ended meanwhile (a logout
+        won the race, and what this refresh minted must be revoked)."""
+        now = self.now()
+        old, new = secret_digest(old_token), secret_digest(new_token)
+        async with self._guard("complete a refresh"), self._engine.begin() as conn:
+            moved = await conn.execute(
+                update(AuthSession)
+                .where(
+                    AuthSession.id == session_id,
+                    AuthSession.refresh_owner == owner,
+                    AuthSession.ended_at.is_(None),
+                )
+                .values(refreshed_at=now, refresh_owner=None, refreshing_until=None)
+            )
+            if moved.rowcount != 1:
+                return False
+            if new == old:  # a refresh within the same second may return the very same token
+                return True
+            await conn.execute(
+                update(SessionToken)
+                .where(SessionToken.token_hash == old)
+                .values(refreshed_at=now, successor=self._cipher.encrypt(answer))
+            )
+            values = {"session_id": session_id, "issued_at": issued_at, "expires_at": expires_at}
+            await conn.execute(
+                _insert(conn, SessionToken)
+                .values(token_hash=new, **values)
+                .on_conflict_do_update(
+                    index_elements=[SessionToken.token_hash],
+                    set_={**values, "refreshed_at": None, "successor": None},
+                )
+            )
+        return True
+
+    async def end_session(self, session_id: str, reason: str) -> None:
+        """End one session without revoking its access tokens (Auth0 refused its refresh)."""
+        statement = (
+            update(AuthSession)
+            .where(AuthSession.id == session_id, AuthSession.ended_at.is_(None))
+            .values(ended_at=self.now(), end_reason=reason)
+        )
+        async with self._guard("end a session"), self._engine.begin() as conn:
+            await conn.execute(statement)
+
+    async def end_chain(self, access_token: str, *, sub: str, expires_at: int) -> Ended:
+        """Log out: end the session ``access_token`` belongs to, whichever token of its chain it
+        is, and deny every access token of that chain (and ``access_token`` itself, gateway
+        session or not) until it expires."""
+        now = self.now()
+        digest = secret_digest(access_token)
+        ended = Ended()
+        async with self._guard("record a logout"), self._engine.begin() as conn:
+            result = await conn.execute(
+                update(AuthSession)
+                .where(AuthSession.id == _session_of(digest), AuthSession.ended_at.is_(None))
+                .values(ended_at=now, end_reason="logout")
+                .returning(AuthSession.refresh_token)
+            )
+            ended.refresh_tokens = self._decrypt_all(value for (value,) in result.all())
+            if expires_at > now:
+                await self._deny(conn, [RevocationEntry(digest, sub, None, expires_at)], now)
+                ended.revocations.append(RevocationEntry(digest, sub, None, expires_at))
+            session_id = (
+                await conn.execute(
+                    select(SessionToken.session_id).where(SessionToken.token_hash == digest)
+                )
+            ).scalar()
+            if session_id is not None:
+                ended.revocations += await self._deny_chains(conn, [session_id], sub, now)
+            await self._notify(conn)
+        return ended
+
+    async def end_user_sessions(
+        self, sub: str, *, keep: str | None = None, cutoff: bool = False, reason: str
+    ) -> Ended:
+        """End every session of ``sub`` but the one of access token ``keep``, however many.
+
+        The ended sessions' access tokens are denied one by one. ``cutoff`` (a block, a
+        deletion) also denies every token of the user issued before this second, gateway
+        session or not; a token issued later in this second (a login right after an unblock)
+        stays valid.
+        """
+        now = self.now()
+        ended = Ended()
+        conditions = [AuthSession.sub == sub, AuthSession.ended_at.is_(None)]
+        if keep is not None:
+            kept = _session_of(secret_digest(keep))
+            conditions.append(or_(kept.is_(None), AuthSession.id != kept))
+        async with self._guard("end a user's sessions"), self._engine.begin() as conn:
+            if cutoff:
+                entry = RevocationEntry(None, sub, now, now + CUTOFF_KEEP_S)
+                await self._deny(conn, [entry], now, reason=reason)
+                ended.revocations.append(entry)
+            result = await conn.execute(
+                update(AuthSession)
+                .where(*conditions)
+                .values(ended_at=now, end_reason=reason)
+                .returning(AuthSession.id, AuthSession.refresh_token)
+            )
+            rows = result.all()
+            ended.refresh_tokens = self._decrypt_all(value for (_, value) in rows)
+            if rows:
+                ids = [session_id for (session_id, _) in rows]
+                ended.revocations += await self._deny_chains(conn, ids, sub, now, reason=reason)
+            await self._notify(conn)
+        return ended
+
+    async def deny(self, access_token: str, *, sub: str, expires_at: int, reason: str) -> None:
+        """Deny one access token until it expires (one a refresh minted after a logout)."""
+        now = self.now()
+        if expires_at <= now:
+            return
+        entry = RevocationEntry(secret_digest(access_token), sub, None, expires_at)
+        async with self._guard("deny a token"), self._engine.begin() as conn:
+            await self._deny(conn, [entry], now, reason=reason)
+            await self._notify(conn)
+
+    async def is_revoked(self, token_hash: str, sub: str, issued_at: int | None) -> bool:
+        """One indexed read: is this token denied, or issued before its user's cut-off?"""
+        query = (
+            select(literal(1))
+            .where(
+                or_(
+                    Revocation.token_hash == token_hash,
+                    and_(Revocation.sub == sub, Revocation.issued_before > (issued_at or 0)),
+                )
+            )
+            .limit(1)
+        )
+        async with self._guard("check a revocation"), self._engine.connect() as conn:
+            return (await conn.execute(query)).first() is not None
+
+    async def revocations_since(self, since: int) -> list[RevocationEntry]:
+        """Revocations recorded at or after ``since`` and still in force."""
+        query = select(
+            Revocation.token_hash, Revocation.sub, Revocation.issued_before, Revocation.expires_at
+        ).where(Revocation.created_at >= since, Revocation.expires_at > self.now())
+        async with self._guard("read revocations"), self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [RevocationEntry(*row) for row in rows]
+
+    async def count_live_sessions(self, sub: str) -> int:
+        """How many of ``sub``'s sessions are live (for operators and tests)."""
+        query = select(func.count()).where(
+            AuthSession.sub == sub,
+            AuthSession.ended_at.is_(None),
+            AuthSession.expires_at > self.now(),
+        )
+        async with self._guard("count sessions"), self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def prune(self) -> Pruned:
+        """Remove expired sessions (and their tokens), sessions ended over a day ago, and
+        revocations of tokens that have expired."""
+        now = self.now()
+        gone = or_(
+            AuthSession.expires_at <= now,
+            AuthSession.ended_at <= now - ENDED_KEEP_S,
+        )
+        doomed = select(AuthSession.id).where(gone).scalar_subquery()
+        async with self._guard("prune"), self._engine.begin() as conn:
+            tokens = await conn.execute(
+                delete(SessionToken).where(SessionToken.session_id.in_(doomed))
+            )
+            sessions = await conn.execute(delete(AuthSession).where(gone))
+            revocations = await conn.execute(delete(Revocation).where(Revocation.expires_at <= now))
+        return Pruned(sessions.rowcount, tokens.rowcount, revocations.rowcount)
+
+    async def _deny(
+        self,
+        conn: AsyncConnection,
+        entries: Sequence[RevocationEntry],
+        now: int,
+        *,
+        reason: str = "logout",
+    ) -> None:
+        rows = [
+            {
+                "token_hash": e.token_hash,
+                "sub": e.sub,
+                "issued_before": e.issued_before,
+                "expires_at": e.expires_at,
+                "created_at": now,
+                "reason": reason,
+            }
+            for e in entries
+        ]
+        await conn.execute(_insert(conn, Revocation).on_conflict_do_nothing(), rows)
+
+    async def _deny_chains(
+        self,
+        conn: AsyncConnection,
+        session_ids: Sequence[str],
+        sub: str,
+        now: int,
+        *,
+        reason: str = "logout",
+    ) -> list[RevocationEntry]:
+        """Deny every unexpired access token of the sessions ``session_ids``."""
+        entries: list[RevocationEntry] = []
+        for start in range(0, len(session_ids), _IN_CHUNK):
+            chunk = session_ids[start : start + _IN_CHUNK]
+            rows = await conn.execute(
+                select(SessionToken.token_hash, SessionToken.expires_at).where(
+                    SessionToken.session_id.in_(chunk), SessionToken.expires_at > now
+                )
+            )
+            entries += [RevocationEntry(digest, sub, None, exp) for digest, exp in rows.all()]
+        if entries:
+            await self._deny(conn, entries, now, reason=reason)
+        return entries
+
+    async def _notify(self, conn: AsyncConnection) -> None:
+        if self.notify_channel is not None:
+            # delivered when the transaction commits, to every listening worker and replica
+            await conn.execute(
+                text("SELECT pg_notify(:channel, '')"), {"channel": self.notify_channel}
+            )
+
+    def _decrypt_refresh(self, sealed: bytes) -> SecretStr | None:
+        plain = self._cipher.decrypt(sealed)
+        if plain is None:
+            log.warning(
+                "a session's refresh token did not decrypt with any session key (rotated out "
+                "too early?); the session is treated as absent"
+            )
+            return None
+        return SecretStr(plain.decode())
+
+    def _decrypt_all(self, sealed: Any) -> list[SecretStr]:
+        return [value for value in map(self._decrypt_refresh, sealed) if value is not None]
+
+    @asynccontextmanager
+    async def _guard(self, what: str) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                yield
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            log.warning("session store: could not %s (%s)", what, type(exc).__name__)
+            raise SessionStoreUnavailable() from exc
+
+
+def _session_of(digest: str) -> Any:
+    """The id of the session access token ``digest`` belongs to, as a scalar subquery."""
+    return (
+        select(SessionToken.session_id).where(SessionToken.token_hash == digest).scalar_subquery()
+    )
+
+
+def _insert(conn: AsyncConnection, model: Any) -> Any:
+    """The dialect's INSERT, which knows ``ON CONFLICT``."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement: Insert = dialect.insert(model)
+    return statement

@@ -11,7 +11,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from app.cache.base import Cache
-from app.cache.keys import MAX_KEY_BYTES, cache_key
+from app.cache.keys import MAX_KEY_BYTES, cache_key, digest_key, secret_digest
 from app.cache.local import LocalTier
 from app.cache.memcached import MemcachedCache, last_operation_failed
 from app.cache.memory import MemoryCache
@@ -25,7 +25,9 @@ __all__ = [
     "MemoryCache",
     "build_cache",
     "cache_key",
+    "digest_key",
     "last_operation_failed",
+    "secret_digest",
 ]
 
 

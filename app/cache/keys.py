@@ -19,8 +19,18 @@ def cache_key(namespace: str, kind: str, secret: str) -> str:
     The secret is hashed with SHA-256: keys never carry a token and never exceed 250 bytes.
     Raises ``ValueError`` when ``namespace`` or ``kind`` would make an invalid memcached key.
     """
+    return digest_key(namespace, kind, secret_digest(secret))
+
+
+def secret_digest(secret: str) -> str:
+    """The SHA-256 of ``secret`` in hex: how a token is named in the cache and the database."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def digest_key(namespace: str, kind: str, digest: str) -> str:
+    """The cache key of a secret already hashed by :func:`secret_digest`."""
     _check_prefix(namespace, kind)
-    return f"{namespace}:{kind}:{hashlib.sha256(secret.encode()).hexdigest()}"
+    return f"{namespace}:{kind}:{digest}"
 
 
 @functools.lru_cache(maxsize=64)

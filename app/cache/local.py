@@ -86,6 +86,13 @@ class LocalTier(Generic[V]):
         """Forget ``key`` (logout, revocation)."""
         self._entries.pop(key, None)
 
+    def discard_if(self, predicate: Callable[[V], bool]) -> int:
+        """Forget every entry whose value ``predicate`` accepts; how many went."""
+        doomed = [key for key, (value, _) in self._entries.items() if predicate(value)]
+        for key in doomed:
+            del self._entries[key]
+        return len(doomed)
+
     def clear(self) -> None:
         """Forget everything."""
         self._entries.clear()

@@ -29,7 +29,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.auth.sessions import SessionCipher
+from app.auth.cipher import SessionCipher
 from app.cache import Cache
 from app.clients.auth0 import Auth0AuthClient
 from app.clients.management_errors import (

@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from app.auth.sessions import SessionCipher
+from app.auth.cipher import SessionCipher
 from app.cache import Cache, cache_key
 from app.cache.lock import CacheLock, wait_for
 from app.cache.singleflight import SingleFlight

@@ -167,6 +167,7 @@ class TokenValidator:
             scopes=scopes,
             client_id=client_id if isinstance(client_id, str) else None,
             expires_at=int(claims["exp"]),
+            issued_at=int(claims["iat"]) if "iat" in claims else None,
         )
 
 

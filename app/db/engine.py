@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -25,6 +25,7 @@ NAMING_CONVENTION = {
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "ck": "ck_%(table_name)s_%(constraint_name)s",
     "pk": "pk_%(table_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
 }
 
 
@@ -78,8 +79,23 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
             max_overflow=settings.max_overflow,
             pool_timeout=settings.pool_timeout_s,
             pool_pre_ping=True,
+            # asyncpg waits 60 s for a server that does not answer; a request should not
+            connect_args={"timeout": settings.timeout_s},
         )
-    return create_async_engine(url, **options)
+        return create_async_engine(url, **options)
+    # several worker processes share one SQLite file: wait for each other's writes
+    engine = create_async_engine(url, connect_args={"timeout": 30}, **options)
+    event.listen(engine.sync_engine, "connect", _sqlite_write_ahead_log)
+    return engine
+
+
+def _sqlite_write_ahead_log(dbapi_connection: Any, _: Any) -> None:
+    # WAL lets readers go on while one process writes (the default journal blocks them), and
+    # with it synchronous=NORMAL syncs at checkpoints instead of at every commit
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def open_database(settings: DatabaseSettings, stack: AsyncExitStack) -> Database:

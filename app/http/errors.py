@@ -183,11 +183,15 @@ class UpstreamUnavailable(GatewayError):
         super().__init__(description, headers={"Retry-After": str(max(1, int(retry_after)))})
 
 
-class CacheUnavailable(GatewayError):
-    """The shared cache is unreachable for something that must not be half done (503)."""
+class SessionStoreUnavailable(GatewayError):
+    """The database that records sessions and revocations did not answer (503).
+
+    Logins, refreshes and logouts are refused whole rather than half done; tokens already
+    cached keep working.
+    """
 
     status_code = 503
-    code = "cache_unavailable"
+    code = "session_store_unavailable"
     description = "The gateway's session store is unavailable; try again shortly."
 
     def __init__(self, description: str | None = None, *, retry_after: int = 5) -> None:

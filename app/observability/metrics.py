@@ -109,6 +109,13 @@ class Metrics:
             registry=registry,
         )
 
+        self.cache_entries_rejected = Counter(
+            "gateway_cache_entries_rejected",
+            "Shared-cache entries ignored because their authentication check failed "
+            "(written by someone else, moved to another key, or sealed with retired keys).",
+            registry=registry,
+        )
+
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.local_lookups = _lookups(self.token_cache_lookups, "local")
         self.shared_lookups = _lookups(self.token_cache_lookups, shared_tier)

@@ -11,8 +11,8 @@ import ipaddress
 import logging
 from dataclasses import replace
 
+from app.auth.flow import AuthFlow
 from app.auth.principal import Principal
-from app.auth.session_end import UserSessions
 from app.clients.auth0 import Auth0AuthClient, TokenSet
 from app.clients.management import (
     ADMIN,
@@ -43,7 +43,7 @@ class UserService:
         admin: ManagementClient,
         auth0: Auth0AuthClient,
         validator: TokenValidator,
-        sessions: UserSessions,
+        sessions: AuthFlow,
         signup_limiter: FixedWindowLimiter,
         connection: str,
     ) -> None:
@@ -70,9 +70,7 @@ class UserService:
             ),
             auth0=services.auth0,
             validator=services.validator,
-            sessions=UserSessions(
-                services.session_index, services.sessions, services.resolver, services.auth0
-            ),
+            sessions=services.flow,
             signup_limiter=FixedWindowLimiter(
                 services.cache,
                 settings.cache_namespace,
@@ -135,12 +133,14 @@ class UserService:
             {"password": change.new_password, "connection": self._connection},
             sensitive=(change.new_password, change.current_password),
         )
-        return await self._sessions.end(principal.sub, keep=access_token)
+        return await self._sessions.end_user_sessions(
+            principal.sub, keep=access_token, reason="password_change"
+        )
 
     async def delete_self(self, sub: str) -> None:
         """Delete the caller's account and end every one of its sessions."""
         await self._interactive.delete_user(sub)
-        await self._sessions.end(sub)
+        await self._sessions.end_user_sessions(sub, cutoff=True, reason="user_deleted")
 
     # -- admin ---------------------------------------------------------------------------
 
@@ -156,13 +156,13 @@ class UserService:
         """Change a user; blocking also ends the user's sessions here."""
         user = await self._admin.update_user(user_id, patch.changes())
         if patch.blocked:
-            await self._sessions.end(user_id)
+            await self._sessions.end_user_sessions(user_id, cutoff=True, reason="user_blocked")
         return user
 
     async def delete(self, user_id: str) -> None:
         """Delete a user and end the user's sessions here."""
         await self._admin.delete_user(user_id)
-        await self._sessions.end(user_id)
+        await self._sessions.end_user_sessions(user_id, cutoff=True, reason="user_deleted")
 
     # -- plumbing ------------------------------------------------------------------------
 

@@ -1,240 +1,246 @@
-"""Sessions: refresh tokens encrypted under the access token's hash, grace and logout records."""
+"""The session store on SQLite and on PostgreSQL: sessions, lineage, leases, revocations."""
 
 from __future__ import annotations
 
-import logging
+import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import select
 
-from app.auth.sessions import Session, SessionCipher, SessionStore, generate_key
-from app.cache import MemcachedCache, MemoryCache, cache_key
-from settings.model import SessionSettings
-from tests.servers import MemcachedProcess
+from app.auth.cipher import SessionCipher
+from app.auth.models import AuthSession
+from app.auth.revocations import RevocationList
+from app.auth.sessions import SessionStore
+from app.cache import secret_digest
+from app.db.engine import Database, create_engine
+from app.http.errors import SessionStoreUnavailable
+from app.services import notify_channel
+from settings import DatabaseSettings
 
-ACCESS = "eyJhbGciOiJSUzI1NiJ9." + "a" * 900 + ".sig"
 REFRESH = "v1.MRrt-refresh-token-that-must-never-leak-0123456789"
-DAY_S = 86_400
+SUB = "auth0|alice"
 
 
 @pytest.fixture
-def ns() -> str:
-    """A namespace of this test's own on the shared memcached."""
-    return f"test-{uuid.uuid4().hex[:12]}"
+def store(database: Database) -> SessionStore:
+    """A store on the test's database (SQLite and PostgreSQL), one-hour sessions."""
+    return SessionStore(
+        database.engine,
+        SessionCipher.ephemeral(),
+        lifetime_s=3_600,
+        notify_channel=notify_channel("test"),
+    )
 
 
-@pytest.fixture(params=["memory", "memcached"])
-async def cache(request: pytest.FixtureRequest) -> AsyncIterator[MemoryCache | MemcachedCache]:
-    """Each store the sessions may live in."""
-    if request.param == "memory":
-        yield MemoryCache()
-        return
-    server: MemcachedProcess = request.getfixturevalue("memcached_server")
-    memcached = MemcachedCache.from_url(server.url, timeout_s=1.0)
-    yield memcached
-    await memcached.close()
+async def start(store: SessionStore, token: str, *, sub: str = SUB, refresh: str = REFRESH) -> None:
+    """A session whose first access token is ``token``."""
+    now = int(time.time())
+    replaced = await store.start(
+        sub=sub,
+        refresh_token=SecretStr(refresh),
+        access_token=token,
+        issued_at=now,
+        expires_at=now + 600,
+    )
+    assert replaced == []
 
 
-def make_store(
-    cache: MemoryCache | MemcachedCache, ns: str, cipher: SessionCipher, lifetime_s: int = 3_600
-) -> SessionStore:
-    """A store with a one-hour session lifetime and a 30-second grace period."""
-    return SessionStore(cache, ns, cipher, lifetime_s=lifetime_s, grace_s=30)
+async def refresh(store: SessionStore, old: str, new: str) -> None:
+    """Move ``old``'s session to ``new`` as a refresh does."""
+    claimed = await store.claim_refresh(old, "me", 10)
+    assert claimed is not None
+    now = int(time.time())
+    moved = await store.complete_refresh(
+        session_id=claimed.session_id,
+        owner="me",
+        old_token=old,
+        new_token=new,
+        issued_at=now,
+        expires_at=now + 600,
+        answer=b'{"access_token": "%s"}' % new.encode(),
+    )
+    assert moved
 
 
-class TestSession:
-    def test_repr_and_dumps_hide_the_refresh_token(self) -> None:
-        session = Session(
-            refresh_token=SecretStr(REFRESH), sub="auth0|alice", created_at=1, expires_at=2
+class TestSessions:
+    async def test_the_refresh_token_is_kept_encrypted(
+        self, store: SessionStore, database: Database
+    ) -> None:
+        await start(store, "token-1")
+        found = await store.find("token-1")
+        assert found is not None
+        assert found.refresh_token.get_secret_value() == REFRESH
+        assert found.sub == SUB
+        assert not found.ended
+        async with database.engine.connect() as conn:
+            stored = (await conn.execute(select(AuthSession.refresh_token))).scalar_one()
+        assert REFRESH.encode() not in stored
+        assert await store.find("token-2") is None
+
+    async def test_an_identical_token_replaces_the_earlier_session(
+        self, store: SessionStore
+    ) -> None:
+        await start(store, "same")
+        now = int(time.time())
+        replaced = await store.start(
+            sub=SUB,
+            refresh_token=SecretStr("second-refresh"),
+            access_token="same",
+            issued_at=now,
+            expires_at=now + 600,
         )
-
-        for text in (repr(session), str(session), session.model_dump_json()):
-            assert REFRESH not in text
-        assert session.refresh_token.get_secret_value() == REFRESH
-
-
-class TestSessionCipher:
-    def test_round_trip_with_a_generated_key(self) -> None:
-        cipher = SessionCipher([generate_key()])
-
-        token = cipher.encrypt(b"secret")
-
-        assert b"secret" not in token
-        assert cipher.decrypt(token) == b"secret"
-        assert not cipher.is_ephemeral
-
-    def test_wrong_key_or_tampering_decrypts_to_none(self) -> None:
-        token = SessionCipher([generate_key()]).encrypt(b"secret")
-
-        assert SessionCipher([generate_key()]).decrypt(token) is None
-        assert SessionCipher([generate_key()]).decrypt(b"not a fernet token") is None
-
-    def test_refuses_no_keys_and_bad_keys_without_echoing_them(self) -> None:
-        with pytest.raises(ValueError, match="at least one"):
-            SessionCipher([])
-        with pytest.raises(ValueError, match="#2") as raised:
-            SessionCipher([generate_key(), SecretStr("hunter2-not-a-key")])
-        assert "hunter2" not in str(raised.value)
-
-    def test_keys_from_settings(self) -> None:
-        key = generate_key()
-        settings = SessionSettings.model_validate({"keys": f"{key},{generate_key()}"})
-
-        cipher = SessionCipher.from_settings(settings)
-
-        assert SessionCipher([key]).decrypt(cipher.encrypt(b"x")) == b"x"
-
-    def test_ephemeral_only_when_allowed(self) -> None:
-        with pytest.raises(ValueError, match="at least one"):
-            SessionCipher.from_settings(SessionSettings())
-
-        cipher = SessionCipher.from_settings(SessionSettings(), allow_ephemeral=True)
-
-        assert cipher.is_ephemeral
-        assert cipher.decrypt(cipher.encrypt(b"x")) == b"x"
-        assert not SessionCipher.from_settings(
-            SessionSettings(keys=[SecretStr(generate_key())]), allow_ephemeral=True
-        ).is_ephemeral
+        assert [r.get_secret_value() for r in replaced] == [REFRESH]
+        found = await store.find("same")
+        assert found is not None
+        assert found.refresh_token.get_secret_value() == "second-refresh"
 
 
-class TestSessionStore:
-    async def test_round_trip_and_delete(
-        self, cache: MemoryCache | MemcachedCache, ns: str
+class TestRefreshLease:
+    async def test_one_holder_at_a_time(self, store: SessionStore) -> None:
+        await start(store, "t1")
+        first, second = await asyncio.gather(
+            store.claim_refresh("t1", "a", 10), store.claim_refresh("t1", "b", 10)
+        )
+        assert (first is None) != (second is None)
+        holder = "a" if first is not None else "b"
+        session_id = (first or second).session_id  # type: ignore[union-attr]
+        await store.release_refresh(session_id, holder)
+        assert await store.claim_refresh("t1", "c", 10) is not None
+
+    async def test_lineage_and_the_grace_answer(self, store: SessionStore) -> None:
+        await start(store, "t1")
+        await refresh(store, "t1", "t2")
+        old = await store.find("t1")
+        assert old is not None
+        assert old.refreshed_at is not None
+        assert old.successor == b'{"access_token": "t2"}'
+        # only the current token may be refreshed
+        assert await store.claim_refresh("t1", "x", 10) is None
+        assert await store.claim_refresh("t2", "x", 10) is not None
+
+    async def test_a_refresh_that_loses_to_a_logout_moves_nothing(
+        self, store: SessionStore
     ) -> None:
-        store = make_store(cache, ns, SessionCipher.ephemeral())
-        session = store.new_session(REFRESH, "auth0|alice")
-
-        assert await store.save(ACCESS, session) is True
-        loaded = await store.load(ACCESS)
-
-        assert loaded == session
-        assert loaded is not None
-        assert loaded.refresh_token.get_secret_value() == REFRESH
-        assert session.expires_at - session.created_at == 3_600
-        assert await store.load(ACCESS + "x") is None
-        await store.delete(ACCESS)
-        assert await store.load(ACCESS) is None
-
-    async def test_stored_record_is_ciphertext(
-        self, cache: MemoryCache | MemcachedCache, ns: str
-    ) -> None:
-        store = make_store(cache, ns, SessionCipher.ephemeral())
-        await store.save(ACCESS, store.new_session(REFRESH, "auth0|alice"))
-
-        raw = await cache.get(cache_key(ns, "session", ACCESS))
-
-        assert raw is not None
-        assert REFRESH.encode() not in raw
-        assert b"auth0|alice" not in raw
-        assert b"MRrt" not in raw
-
-    async def test_memcached_keys_hold_no_token(
-        self, memcached_server: MemcachedProcess, ns: str
-    ) -> None:
-        cache = MemcachedCache.from_url(memcached_server.url, timeout_s=1.0)
-        store = make_store(cache, ns, SessionCipher.ephemeral())
-        try:
-            await store.save(ACCESS, store.new_session(REFRESH, "auth0|alice"))
-            await store.put_grace(ACCESS, b"new-access-token")
-            await store.mark_revoked(ACCESS, int(time.time()) + 60)
-        finally:
-            await cache.close()
-
-        stored = memcached_server.keys()
-        ours = sorted(key for key in stored if key.startswith(f"{ns}:"))
-        assert [key.split(":")[1] for key in ours] == ["grace", "revoked", "session"]
-        for key in ours:
-            assert len(key) <= 250
-            assert "eyJ" not in key
-            assert "MRrt" not in key
-
-    async def test_key_rotation(self, cache: MemoryCache | MemcachedCache, ns: str) -> None:
-        old_key, new_key = generate_key(), generate_key()
-        before = make_store(cache, ns, SessionCipher([old_key]))
-        after = make_store(cache, ns, SessionCipher([new_key, old_key]))
-        await before.save("old-access", before.new_session("old-refresh", "auth0|alice"))
-
-        old_session = await after.load("old-access")
-        await after.save("new-access", after.new_session("new-refresh", "auth0|alice"))
-
-        assert old_session is not None
-        assert old_session.refresh_token.get_secret_value() == "old-refresh"
-        assert await make_store(cache, ns, SessionCipher([new_key])).load("new-access")
-        assert await before.load("new-access") is None
-
-    async def test_unknown_key_reads_as_absent_and_logs_no_content(
-        self, cache: MemoryCache | MemcachedCache, ns: str, caplog: pytest.LogCaptureFixture
-    ) -> None:
-        writer = make_store(cache, ns, SessionCipher.ephemeral())
-        await writer.save(ACCESS, writer.new_session(REFRESH, "auth0|alice"))
-        caplog.set_level(logging.DEBUG)
-
-        assert await make_store(cache, ns, SessionCipher.ephemeral()).load(ACCESS) is None
-
-        assert "did not decrypt" in caplog.text
-        assert REFRESH not in caplog.text
-        assert "eyJ" not in caplog.text
-
-    async def test_expired_session_is_neither_stored_nor_served(
-        self, cache: MemoryCache | MemcachedCache, ns: str
-    ) -> None:
-        store = make_store(cache, ns, SessionCipher.ephemeral())
+        await start(store, "t1")
+        claimed = await store.claim_refresh("t1", "me", 10)
+        assert claimed is not None
+        await store.end_chain("t1", sub=SUB, expires_at=int(time.time()) + 600)
         now = int(time.time())
-        expired = store.new_session(REFRESH, "auth0|alice", now=now - 7_200)
+        moved = await store.complete_refresh(
+            session_id=claimed.session_id,
+            owner="me",
+            old_token="t1",
+            new_token="t2",
+            issued_at=now,
+            expires_at=now + 600,
+            answer=b"{}",
+        )
+        assert not moved
+        assert await store.find("t2") is None
 
-        assert await store.save(ACCESS, expired) is False
-        assert await store.load(ACCESS) is None
 
-    async def test_session_beyond_thirty_days(
-        self, cache: MemoryCache | MemcachedCache, ns: str
-    ) -> None:
-        store = make_store(cache, ns, SessionCipher.ephemeral(), lifetime_s=90 * DAY_S)
-        session = store.new_session(REFRESH, "auth0|alice")
+class TestRevocations:
+    async def test_a_logout_with_any_token_ends_the_chain(self, store: SessionStore) -> None:
+        await start(store, "t1")
+        await refresh(store, "t1", "t2")
+        await refresh(store, "t2", "t3")
+        ended = await store.end_chain("t1", sub=SUB, expires_at=int(time.time()) + 600)
+        assert [r.get_secret_value() for r in ended.refresh_tokens] == [REFRESH]
+        found = await store.find("t3")
+        assert found is not None
+        assert found.ended
+        for token in ("t1", "t2", "t3"):
+            assert await store.is_revoked(secret_digest(token), SUB, int(time.time()))
+        assert not await store.is_revoked(secret_digest("t4"), SUB, int(time.time()))
 
-        assert await store.save(ACCESS, session) is True
-        assert await store.load(ACCESS) == session
+    async def test_a_token_without_a_session_is_denied_too(self, store: SessionStore) -> None:
+        ended = await store.end_chain("direct", sub=SUB, expires_at=int(time.time()) + 60)
+        assert ended.refresh_tokens == []
+        assert await store.is_revoked(secret_digest("direct"), SUB, None)
 
-    async def test_grace_record(self, cache: MemoryCache | MemcachedCache, ns: str) -> None:
-        store = make_store(cache, ns, SessionCipher.ephemeral())
-        payload = b'{"access_token":"the-new-access-token","expires_in":86400}'
+    async def test_every_session_of_a_user_ends_however_many(self, store: SessionStore) -> None:
+        for i in range(100):
+            await start(store, f"t{i}", refresh=f"r{i}")
+        await start(store, "bob", sub="auth0|bob")
+        ended = await store.end_user_sessions(SUB, keep="t7", reason="password_change")
+        assert len(ended.refresh_tokens) == 99
+        assert await store.count_live_sessions(SUB) == 1
+        assert await store.count_live_sessions("auth0|bob") == 1
+        assert await store.is_revoked(secret_digest("t8"), SUB, int(time.time()))
+        assert not await store.is_revoked(secret_digest("t7"), SUB, int(time.time()))
 
-        assert await store.get_grace(ACCESS) is None
-        assert await store.put_grace(ACCESS, payload) is True
-
-        assert await store.get_grace(ACCESS) == payload
-        raw = await cache.get(cache_key(ns, "grace", ACCESS))
-        assert raw is not None
-        assert b"the-new-access-token" not in raw
-        assert await store.put_grace("other", payload, ttl_s=0) is False
-        assert await store.get_grace("other") is None
-
-    async def test_revocation_marker(self, cache: MemoryCache | MemcachedCache, ns: str) -> None:
-        store = make_store(cache, ns, SessionCipher.ephemeral())
+    async def test_a_cutoff_denies_what_was_issued_before_it(self, store: SessionStore) -> None:
+        await start(store, "t1")
+        await store.end_user_sessions(SUB, cutoff=True, reason="user_blocked")
         now = int(time.time())
+        assert await store.is_revoked(secret_digest("elsewhere"), SUB, now - 5)
+        assert not await store.is_revoked(secret_digest("later"), SUB, now + 1)
+        assert not await store.is_revoked(secret_digest("elsewhere"), "auth0|bob", now - 5)
 
-        assert await store.is_revoked(ACCESS) is False
-        assert await store.mark_revoked(ACCESS, now + 60) is True
-        assert await store.mark_revoked("already-expired", now - 1) is False
+    async def test_prune_removes_what_no_longer_matters(self, database: Database) -> None:
+        clock = [time.time()]
+        store = SessionStore(
+            database.engine, SessionCipher.ephemeral(), lifetime_s=60, clock=lambda: clock[0]
+        )
+        await start(store, "t1")
+        await store.end_chain("t1", sub=SUB, expires_at=int(clock[0]) + 30)
+        assert (await store.prune()).sessions == 0
+        clock[0] += 90_000
+        pruned = await store.prune()
+        assert (pruned.sessions, pruned.tokens, pruned.revocations) == (1, 1, 1)
 
-        assert await store.is_revoked(ACCESS) is True
-        assert await store.is_revoked(ACCESS + "x") is False
-        assert await store.is_revoked("already-expired") is False
 
-    async def test_killed_memcached_means_no_session(
-        self, memcached: MemcachedProcess, ns: str
+class TestRevocationList:
+    async def test_a_worker_learns_of_another_ones_logout(self, store: SessionStore) -> None:
+        heard: list[str | None] = []
+        revocations = RevocationList(store, sync_interval_s=60)
+        revocations.on_revoked(lambda entry: heard.append(entry.token_hash))
+        await revocations.sync()
+        await store.end_chain("t1", sub=SUB, expires_at=int(time.time()) + 60)
+        assert not revocations.denies(secret_digest("t1"), SUB, None)
+        await revocations.sync()
+        assert revocations.denies(secret_digest("t1"), SUB, None)
+        await revocations.sync()  # applying a row twice changes nothing
+        assert heard == [secret_digest("t1")]
+
+    async def test_postgres_notify_wakes_every_worker_at_once(
+        self, postgres_module_database: str
     ) -> None:
-        cache = MemcachedCache.from_url(memcached.url, timeout_s=0.25)
-        store = make_store(cache, ns, SessionCipher.ephemeral())
-        try:
-            await store.save(ACCESS, store.new_session(REFRESH, "auth0|alice"))
-            memcached.stop()
+        # SQLite workers poll; PostgreSQL's NOTIFY tells them at once (the poll is 60 s here)
+        database_url = postgres_module_database
+        async with AsyncExitStack() as stack:
+            engine = create_engine(DatabaseSettings(url=database_url))
+            stack.push_async_callback(engine.dispose)
+            store = SessionStore(
+                engine,
+                SessionCipher.ephemeral(),
+                lifetime_s=3_600,
+                notify_channel=notify_channel("test"),
+            )
+            revocations = RevocationList(store, sync_interval_s=60)
+            await revocations.start(stack, listen_url=database_url)
+            await asyncio.sleep(0.5)  # the listener connects
+            await store.end_chain("t1", sub=SUB, expires_at=int(time.time()) + 60)
+            for _ in range(50):
+                if revocations.denies(secret_digest("t1"), SUB, None):
+                    break
+                await asyncio.sleep(0.05)
+            assert revocations.denies(secret_digest("t1"), SUB, None)
 
-            assert await store.load(ACCESS) is None
-            assert await store.save(ACCESS, store.new_session(REFRESH, "auth0|alice")) is False
-            assert await store.is_revoked(ACCESS) is False
-            await store.delete(ACCESS)
+
+class TestUnreachable:
+    async def test_an_unreachable_database_is_503_not_a_crash(self) -> None:
+        engine = create_engine(
+            DatabaseSettings(url="postgresql+asyncpg://nobody@127.0.0.1:9/none", timeout_s=1)
+        )
+        store = SessionStore(engine, SessionCipher.ephemeral(), lifetime_s=60, timeout_s=1)
+        try:
+            with pytest.raises(SessionStoreUnavailable):
+                await store.find("t1")
+            with pytest.raises(SessionStoreUnavailable):
+                await store.end_chain("t1", sub=SUB, expires_at=int(time.time()) + 60)
         finally:
-            await cache.close()
+            await engine.dispose()

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import respx
 
-from app.auth.sessions import SessionCipher
+from app.auth.cipher import SessionCipher
 from app.cache import MemoryCache
 from app.clients.auth0 import TokenSet
 from app.clients.management import INTERACTIVE, ManagementClient, RetryPolicy

@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-import app.venues.models  # noqa: F401 - the tables on Base.metadata
+import app.auth.models
+import app.venues.models  # noqa: F401
 from app.db import migrations
 from app.db.engine import Base, Database, create_engine, open_database
 from settings import DatabaseSettings

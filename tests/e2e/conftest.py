@@ -14,6 +14,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
+from app.auth.cipher import generate_key
 from app.main import create_app
 from settings import Environment, Settings
 from tests.conftest import RunningEmulator
@@ -99,14 +100,18 @@ async def gateway_factory(
 ) -> AsyncIterator[Callable[..., Any]]:
     """Start gateway apps (in-process ASGI, with their lifespan) against the emulator.
 
-    Their venue database is an SQLite file of the test's own unless ``database`` says otherwise.
+    Their database is an SQLite file of the test's own unless ``database`` says otherwise; they
+    share one session key unless ``session`` says otherwise.
     """
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'venues.db'}"
+    # the instances of one test are one deployment: they share the session keys
+    session = {"keys": [generate_key()]}
     async with AsyncExitStack() as stack:
 
         async def factory(
             cache_url: str | None = None, **overrides: Any
         ) -> tuple[httpx.AsyncClient, Settings]:
+            overrides.setdefault("session", session)
             settings = gateway_settings(
                 emulator,
                 cache_url or memcached_server.url,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-import app.venues.models  # noqa: F401 - registers the tables on Base.metadata
+import app.auth.models
+import app.venues.models  # noqa: F401
 from app.db.engine import Base
 
 

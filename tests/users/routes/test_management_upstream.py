@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.auth.sessions import generate_key
+from app.auth.cipher import generate_key
 from app.cache import MemcachedCache, cache_key
 from emulator.state import SigningKey
 from tests.conftest import RunningEmulator

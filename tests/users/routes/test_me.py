@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from app.auth.sessions import generate_key
+from app.auth.cipher import generate_key
 from tests.conftest import RunningEmulator
 from tests.e2e.conftest import bearer
 from tests.users.routes.helpers import STRONG, login_as, me, new_session, sign_up
