@@ -164,6 +164,9 @@ class DatabaseSettings(BaseModel):
     pool_timeout_s: float = Field(
         default=10.0, gt=0, le=120, description="How long a request waits for a connection."
     )
+    pool_recycle_s: float = Field(
+        default=300.0, gt=0, description="PostgreSQL connections older than this are replaced."
+    )
     echo: bool = Field(default=False, description="Log every SQL statement.")
     timeout_s: float = Field(
         default=5.0,

@@ -78,7 +78,10 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
             pool_size=settings.pool_size,
             max_overflow=settings.max_overflow,
             pool_timeout=settings.pool_timeout_s,
-            pool_pre_ping=True,
+            # No pre-ping: it is a round trip on every checkout, doubling the one read a cold
+            # token costs. A connection found dead fails its request once; SQLAlchemy then
+            # drops every older pooled connection, and recycling bounds their age.
+            pool_recycle=settings.pool_recycle_s,
             # asyncpg waits 60 s for a server that does not answer; a request should not
             connect_args={"timeout": settings.timeout_s},
         )
