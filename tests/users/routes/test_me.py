@@ -154,6 +154,31 @@ class TestChangePassword:
         # the caller's own session keeps exactly one; the other and the check's are revoked
         assert len(live) == 1
 
+    async def test_a_hundred_sessions_all_end(
+        self, gateway: httpx.AsyncClient, emulator: RunningEmulator
+    ) -> None:
+        email, password, created = await sign_up(gateway)
+        mine = await login_as(gateway, email, password)
+        others = [await new_session(gateway, emulator, email, password) for _ in range(100)]
+        assert (await me(gateway, others[0])).status_code == 200
+        response = await gateway.post(
+            "/users/me/password",
+            headers=bearer(mine),
+            json={"current_password": password, "new_password": NEW_PASSWORD},
+        )
+        assert response.status_code == 204, response.text
+        for token in others:
+            assert (await me(gateway, token)).status_code == 401
+        for token in (others[0], others[-1]):
+            assert (await gateway.post("/auth/refresh", headers=bearer(token))).status_code == 401
+        assert (await me(gateway, mine)).status_code == 200
+        live = [
+            t
+            for t in emulator.tenant.refresh_tokens.values()
+            if t.user_id == created["user_id"] and emulator.tenant.is_live(t)
+        ]
+        assert len(live) == 1
+
     async def test_wrong_current_password_is_403_and_changes_nothing(
         self, gateway: httpx.AsyncClient, emulator: RunningEmulator
     ) -> None:
