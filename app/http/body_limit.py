@@ -1,7 +1,14 @@
-"""Routes that refuse request bodies over a size: 413 ``request_too_large`` in the one shape."""
+"""Routes that bound request bodies: 413 ``request_too_large`` over a size, 400 for JSON nested
+deeper than :data:`MAX_JSON_DEPTH`, both in the one shape.
+
+The depth is checked before anything parses the body: Python's JSON decoder, pydantic and the
+code after them each recurse once per level, and a body of a few kilobytes can nest thousands
+of levels deep.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -10,9 +17,29 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive
 
+from app.http.errors import BadRequest
 from app.http.responses import ErrorBody
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 32
+"""Objects and arrays inside each other, at most; Auth0's metadata and the venue API need few."""
+
+# a JSON string (with its escapes) or a bracket: brackets inside strings do not count
+_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+_OPENING = frozenset(b"[{")
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply the objects and arrays of a JSON text nest (0 for a scalar)."""
+    depth = deepest = 0
+    for match in _JSON_TOKENS.finditer(body):
+        first = match.group()[0]
+        if first in _OPENING:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif first != 0x22:  # a closing bracket, not a string
+            depth -= 1
+    return deepest
 
 
 def _too_large(limit: int) -> StarletteHTTPException:
@@ -84,6 +111,13 @@ class BodyLimitRoute(APIRoute):
             declared = request.headers.get("content-length", "")
             if declared.isascii() and declared.isdigit() and int(declared[:16]) > limit:
                 raise _too_large(limit)
-            return await handler(Request(request.scope, _capped(request.receive, limit)))
+            capped = Request(request.scope, _capped(request.receive, limit))
+            # read here (the request keeps it for the handler) to check the nesting first
+            if (
+                "json" in request.headers.get("content-type", "")
+                and json_depth(await capped.body()) > MAX_JSON_DEPTH
+            ):
+                raise BadRequest(f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep.")
+            return await handler(capped)
 
         return limited_handler

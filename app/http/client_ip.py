@@ -1,4 +1,9 @@
-"""The end user's IP: the TCP peer, or X-Forwarded-For when the peer is a trusted proxy."""
+"""The end user's IP: the TCP peer, or X-Forwarded-For when the peer is a trusted proxy.
+
+Addresses are normalised: an IPv4-mapped IPv6 address (``::ffff:192.0.2.1``, what a dual-stack
+listener reports for an IPv4 client) is the IPv4 address it maps, everywhere it is used (limits,
+logs, Auth0's ``auth0-forwarded-for``).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,18 @@ from starlette.requests import Request
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def normalise(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """``address``, or the IPv4 address an IPv4-mapped IPv6 address stands for."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
 def _parse(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.ip_address(value.strip())
+        return normalise(ipaddress.ip_address(value.strip()))
     except ValueError:
         return None
 
@@ -32,14 +46,16 @@ def client_ip(request: Request, trusted_proxies: Sequence[Network]) -> str | Non
     """
     peer = request.client.host if request.client else None
     peer_address = _parse(peer) if peer else None
-    if peer_address is None or not _trusted(peer_address, trusted_proxies):
-        return peer
+    if peer_address is None:
+        return peer  # not an IP (a Unix socket, a test transport): as the server reported it
+    if not _trusted(peer_address, trusted_proxies):
+        return str(peer_address)
     forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
     hops = [hop for hop in (h.strip() for h in forwarded.split(",")) if hop]
     for hop in reversed(hops):
         address = _parse(hop)
         if address is None:
-            return peer  # a malformed chain is not trusted at all
+            return str(peer_address)  # a malformed chain is not trusted at all
         if not _trusted(address, trusted_proxies):
             return str(address)
     return str(_parse(hops[0])) if hops else peer

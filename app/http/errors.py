@@ -13,8 +13,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 log = logging.getLogger("app.http.errors")
 
@@ -246,6 +247,13 @@ async def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(error)
 
 
+async def _on_client_disconnect(_: Request, exc: Exception) -> Response:
+    # Nobody is left to answer: not an error of the gateway's. 499 (nginx's "client closed
+    # request") is what the access line records; nothing reaches the client.
+    log.info("the client disconnected before its request was read")
+    return Response(status_code=499)
+
+
 async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error: %s", type(exc).__name__)
     return error_response(GatewayError())
@@ -256,6 +264,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(GatewayError, _on_gateway_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(ClientDisconnect, _on_client_disconnect)
     app.add_exception_handler(Exception, _on_unexpected)
 
 

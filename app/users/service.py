@@ -23,6 +23,7 @@ from app.clients.management import (
 )
 from app.clients.management_errors import ManagementConflict
 from app.clients.token_validator import TokenValidator
+from app.http.client_ip import normalise
 from app.http.errors import BadRequest, Forbidden, GatewayError, InvalidCredentials, RateLimited
 from app.services import Services
 from app.users.rate_limit import FixedWindowLimiter
@@ -198,7 +199,7 @@ def _limit_key(client_ip: str | None) -> str:
     if client_ip is None:
         return "unknown"
     try:
-        address = ipaddress.ip_address(client_ip)
+        address = normalise(ipaddress.ip_address(client_ip))
     except ValueError:
         return client_ip
     if address.version == 6:

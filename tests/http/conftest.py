@@ -3,6 +3,6 @@ emulator served for real."""
 
 from __future__ import annotations
 
-from tests.e2e.conftest import emulator_http, gateway_factory, recorder
+from tests.e2e.conftest import emulator_http, gateway, gateway_factory, recorder
 
-__all__ = ["emulator_http", "gateway_factory", "recorder"]
+__all__ = ["emulator_http", "gateway", "gateway_factory", "recorder"]

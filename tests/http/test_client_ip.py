@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import ipaddress
 import json
 import logging
 import threading
@@ -17,10 +18,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.requests import Request
 
+from app.http.client_ip import client_ip
 from app.main import create_app
 from app.observability.logging import json_handler
 from app.server import SERVER_OPTIONS
+from app.users.service import _limit_key
 from settings import Environment, Settings
 from tests.conftest import RunningEmulator
 from tests.e2e.conftest import VIEWER
@@ -140,3 +144,26 @@ async def test_no_trusted_proxies_by_default(
     await wrong_login(url, "198.51.100.7")
     assert set(emulator.tenant.failed_logins) == {(USER_ID, "127.0.0.1")}
     assert await logged_ip(access_log) == "127.0.0.1"
+
+
+def request_from(peer: str, forwarded_for: str | None = None) -> Request:
+    """A request as a dual-stack server hands it over: the peer as uvicorn reports it."""
+    headers = [(b"x-forwarded-for", forwarded_for.encode())] if forwarded_for else []
+    return Request({"type": "http", "client": (peer, 50000), "headers": headers})
+
+
+class TestIPv4MappedAddresses:
+    def test_an_ipv4_client_of_a_dual_stack_listener_is_its_ipv4_address(self) -> None:
+        assert client_ip(request_from("::ffff:203.0.113.9"), []) == "203.0.113.9"
+        assert client_ip(request_from("2001:db8::1"), []) == "2001:db8::1"
+
+    def test_a_mapped_proxy_is_trusted_and_mapped_hops_are_unmapped(self) -> None:
+        proxies = [ipaddress.ip_network("127.0.0.0/8")]
+        request = request_from("::ffff:127.0.0.1", "::ffff:198.51.100.7")
+        assert client_ip(request, proxies) == "198.51.100.7"
+
+    def test_ipv4_clients_do_not_share_one_sign_up_bucket(self) -> None:
+        first = _limit_key(client_ip(request_from("::ffff:203.0.113.9"), []))
+        second = _limit_key(client_ip(request_from("::ffff:203.0.113.10"), []))
+        assert first != second
+        assert _limit_key("::ffff:203.0.113.9") == _limit_key("203.0.113.9")
