@@ -96,7 +96,7 @@ class AuthFlow:
             )
             raise UpstreamMisconfigured()
         try:
-            claims = await self._validator.verify_jwt(tokens.access_token)
+            claims = await self._validator.verify_jwt(tokens.access_token, issued=True)
             principal = self._validator.principal_from_claims(claims, _profile_of(tokens))
             replaced = await self._store.start(
                 sub=principal.sub,
@@ -203,7 +203,7 @@ class AuthFlow:
         if tokens.refresh_token is not None:
             await self._store.keep_rotated(found.session_id, owner, tokens.refresh_token)
         try:
-            claims = await self._validator.verify_jwt(tokens.access_token)
+            claims = await self._validator.verify_jwt(tokens.access_token, issued=True)
         except Unauthorized as exc:
             # Auth0 has just issued this token: not verifying it is the gateway's trouble (its
             # key set unreachable); the session, rotated token kept, can try again

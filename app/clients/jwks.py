@@ -6,6 +6,11 @@ are rate-limited to one per ``min_refetch_interval_s``, so a flood of tokens wit
 ``kid`` values costs at most one upstream call per interval (on top of the scheduled refresh
 every ``cache_s``); a failed fetch also waits that long before the next attempt. Concurrent
 fetches coalesce into one. A failed fetch keeps serving the keys already cached.
+
+The allowance is kept per cause, so a spray of made-up ``kid`` values cannot starve a real
+rotation: a token presented by a caller (``"presented"``) spends the allowance above, while a
+token Auth0 has just issued to the gateway itself at its token endpoint (``"issued"``: login,
+refresh) may refetch once every :data:`ISSUED_REFETCH_INTERVAL_S`.
 """
 
 from __future__ import annotations
@@ -14,13 +19,18 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 import jwt
 
 from app.http.errors import GatewayError, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
+
+#: How often a token Auth0 has just issued to the gateway may make the key set be fetched again.
+ISSUED_REFETCH_INTERVAL_S = 1.0
+
+KeyCause = Literal["presented", "issued"]
 
 #: Fetches the JWKS document, e.g. :meth:`app.clients.auth0.Auth0AuthClient.fetch_jwks`.
 JwksFetch = Callable[[], Awaitable[dict[str, Any]]]
@@ -47,7 +57,11 @@ class JwksCache:
         self._clock = clock
         self._keys: dict[str, jwt.PyJWK] | None = None
         self._fetched_at = 0.0
-        self._last_refetch: float | None = None  # the last unknown-kid refetch
+        self._intervals: dict[KeyCause, float] = {
+            "presented": min_refetch_interval_s,
+            "issued": min(min_refetch_interval_s, ISSUED_REFETCH_INTERVAL_S),
+        }
+        self._last_refetch: dict[KeyCause, float] = {}  # the last unknown-kid refetch, per cause
         self._last_failure: float | None = None
         self._attempts = 0
         self._lock = asyncio.Lock()
@@ -67,8 +81,9 @@ class JwksCache:
             await self._refetch(unknown_kid=False)
         return self._keys is not None
 
-    async def get_key(self, kid: str) -> jwt.PyJWK:
-        """The RS256 signing key with this ``kid``.
+    async def get_key(self, kid: str, *, cause: KeyCause = "presented") -> jwt.PyJWK:
+        """The RS256 signing key with this ``kid``; an unknown one may refetch, as ``cause``
+        allows.
 
         Raises :class:`UnknownKeyError` when no usable key has it, and
         :class:`~app.http.errors.UpstreamUnavailable` when no key set could ever be fetched.
@@ -78,7 +93,7 @@ class JwksCache:
             if self._keys is None or not self._lock.locked():
                 await self._refetch(unknown_kid=False)
         elif kid not in self._keys:
-            await self._refetch(unknown_kid=True)
+            await self._refetch(unknown_kid=True, cause=cause)
         if self._keys is None:
             raise UpstreamUnavailable(
                 "The identity provider's signing keys are unavailable; try again shortly.",
@@ -92,33 +107,39 @@ class JwksCache:
     def _is_stale(self) -> bool:
         return self._clock() - self._fetched_at >= self._cache_s
 
-    def _recent(self, moment: float | None, now: float) -> bool:
-        return moment is not None and now - moment < self._min_interval_s
+    def _recent(self, moment: float | None, now: float, interval_s: float | None = None) -> bool:
+        interval = self._min_interval_s if interval_s is None else interval_s
+        return moment is not None and now - moment < interval
 
     def _retry_after(self) -> int:
         if self._last_failure is None:
             return 1
         return int(max(1.0, self._min_interval_s - (self._clock() - self._last_failure)))
 
-    async def _refetch(self, *, unknown_kid: bool) -> None:
+    async def _refetch(self, *, unknown_kid: bool, cause: KeyCause = "presented") -> None:
         """One fetch, unless another caller just made one or the rate limit says no."""
         seen = self._attempts
         async with self._lock:
             if self._attempts != seen:
                 return  # a fetch finished while we waited: use its result
             now = self._clock()
-            if self._recent(self._last_failure, now):
+            interval = self._intervals[cause]
+            if self._recent(self._last_failure, now, interval):
                 return
-            if unknown_kid and self._recent(self._last_refetch, now):
+            if unknown_kid and self._recent(self._last_refetch.get(cause), now, interval):
                 return
-            previous = self._last_refetch
+            previous = self._last_refetch.get(cause)
             if unknown_kid:
-                self._last_refetch = now
+                self._last_refetch[cause] = now
             try:
                 document = await self._fetch()
                 keys = _usable_keys(document)
             except asyncio.CancelledError:
-                self._last_refetch = previous  # a cancelled fetch does not count
+                # a cancelled fetch does not count
+                if previous is None:
+                    self._last_refetch.pop(cause, None)
+                else:
+                    self._last_refetch[cause] = previous
                 raise
             except Exception as exc:  # whatever went wrong, cached keys stay in service
                 self._attempts += 1

@@ -70,14 +70,18 @@ class TokenValidator:
             return "malformed"
         return "jwt" if _decode_header(parts[0]) is not None else "malformed"
 
-    async def verify_jwt(self, token: str, *, allow_expired: bool = False) -> dict[str, Any]:
+    async def verify_jwt(
+        self, token: str, *, allow_expired: bool = False, issued: bool = False
+    ) -> dict[str, Any]:
         """The claims of a valid Auth0 access token; ``Unauthorized`` otherwise.
 
         ``exp`` and ``nbf`` are checked with ``leeway_s``; ``iat``, when present, must be a
         number. ``allow_expired`` skips only the ``exp`` check (refresh and logout take an
         expired access token); the signature, ``iss``, ``aud`` and ``nbf`` are still checked.
         An unreachable JWKS with nothing cached raises ``UpstreamUnavailable`` (503): the
-        token may be fine, the gateway cannot tell.
+        token may be fine, the gateway cannot tell. ``issued``: the token comes straight from
+        Auth0's token endpoint (login, refresh), so an unknown ``kid`` may always refetch the key
+        set (:class:`~app.clients.jwks.JwksCache` keeps a separate allowance for it).
         """
         if self.classify(token) != "jwt":
             raise _invalid("not a JWT")
@@ -98,7 +102,7 @@ class TokenValidator:
             log.error("GATEWAY_AUTH0__AUDIENCE is not set: every JWT access token is refused")
             raise _invalid("no audience configured")
         try:
-            key = await self._jwks.get_key(kid)
+            key = await self._jwks.get_key(kid, cause="issued" if issued else "presented")
         except UnknownKeyError:
             raise _invalid("unknown kid") from None
         try:

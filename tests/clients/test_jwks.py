@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.clients.jwks import JwksCache, UnknownKeyError
+from app.clients.jwks import ISSUED_REFETCH_INTERVAL_S, JwksCache, UnknownKeyError
 from app.http.errors import UpstreamUnavailable
 from tests.tokens import JWKS, KID, OTHER_KID, OTHER_PRIVATE_KEY, jwks, public_jwk
 
@@ -141,6 +141,29 @@ class TestUnknownKid:
         # the known key never waits for, nor triggers, a refetch
         await cache.get_key(KID)
         assert fetch.calls == 3
+
+    async def test_a_spray_cannot_starve_a_token_auth0_just_issued(
+        self, cache: JwksCache, fetch: FakeFetch, clock: FakeClock
+    ) -> None:
+        await cache.get_key(KID)
+        clock.advance(INTERVAL_S)
+        for _ in range(50):  # made-up kids spend the allowance of presented tokens
+            with pytest.raises(UnknownKeyError):
+                await cache.get_key(uuid.uuid4().hex)
+        assert fetch.calls == 2
+        fetch.result = ROTATED  # Auth0 rotates; the gateway's own login gets a new-key token
+        with pytest.raises(UnknownKeyError):
+            await cache.get_key(OTHER_KID)  # a caller's token: still waits for the interval
+        assert (await cache.get_key(OTHER_KID, cause="issued")).key_id == OTHER_KID
+        assert fetch.calls == 3
+        # the issued allowance is rate-limited too, on its own short interval
+        with pytest.raises(UnknownKeyError):
+            await cache.get_key("made-up", cause="issued")
+        assert fetch.calls == 3
+        clock.advance(ISSUED_REFETCH_INTERVAL_S)
+        with pytest.raises(UnknownKeyError):
+            await cache.get_key("made-up", cause="issued")
+        assert fetch.calls == 4
 
     async def test_a_key_rotated_right_after_the_first_fetch_is_found(
         self, cache: JwksCache, fetch: FakeFetch

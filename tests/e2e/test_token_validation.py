@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from tests.conftest import RunningEmulator
 from tests.e2e.conftest import VIEWER, bearer, emulator_stats, login
 
+SPRAY_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
 
 async def direct_token(
     emulator_http: httpx.AsyncClient, user: tuple[str, str] = VIEWER, **extra: Any
@@ -142,6 +144,25 @@ class TestCachedValidation:
         response = await gateway.get("/auth/me", headers=bearer(token))
         assert response.status_code == 200
         assert response.json()["email"] is None
+
+    async def test_a_kid_spray_cannot_keep_logins_out_after_a_rotation(
+        self, gateway: httpx.AsyncClient, emulator_http: httpx.AsyncClient
+    ) -> None:
+        token = await login(gateway)
+        header = jwt.get_unverified_header(token)
+        claims = jwt.decode(token, options={"verify_signature": False})
+        # tokens with made-up kids spend the refetch allowance of presented tokens
+        for i in range(5):
+            forged = jwt.encode(
+                claims, SPRAY_KEY, algorithm="RS256", headers={**header, "kid": f"spray-{i}"}
+            )
+            assert (await gateway.get("/auth/me", headers=bearer(forged))).status_code == 401
+        assert (await emulator_http.post("/__emulator/keys/rotate")).status_code == 200
+        # a login right after a real rotation: Auth0's token has the new kid, and it is found
+        fresh = await gateway.post(
+            "/auth/login", json={"username": VIEWER[0], "password": VIEWER[1]}
+        )
+        assert fresh.status_code == 200, fresh.text
 
     async def test_key_rotation_needs_one_jwks_refetch(
         self, gateway: httpx.AsyncClient, emulator_http: httpx.AsyncClient
