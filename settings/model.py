@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NestedSecretsSettingsSource,
@@ -202,10 +202,40 @@ class DatabaseSettings(BaseModel):
         return self.url.startswith("sqlite")
 
 
+#: The shortest introspection secret accepted: 32 characters, as a random 24-byte value in base64.
+MIN_INTROSPECTION_SECRET_CHARS = 32
+
+
 class IntrospectionSettings(BaseModel):
     """Internal services allowed to call ``POST /tokens/introspect`` (HTTP Basic)."""
 
+    # an error about a secret must not print it
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     clients: dict[str, SecretStr] = Field(default_factory=dict)
+    failures_per_client_per_minute: int = Field(
+        default=10,
+        ge=0,
+        description="Failed Basic authentications per client id per minute before 429; 0: off.",
+    )
+    failures_per_ip_per_minute: int = Field(
+        default=30,
+        ge=0,
+        description="Failed Basic authentications per client IP per minute before 429; 0: off.",
+    )
+
+    @field_validator("clients")
+    @classmethod
+    def _long_secrets(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        short = [
+            name for name, secret in value.items() if len(secret) < MIN_INTROSPECTION_SECRET_CHARS
+        ]
+        if short:
+            raise ValueError(
+                f"introspection secrets must be at least {MIN_INTROSPECTION_SECRET_CHARS} "
+                f"characters; too short for: {', '.join(sorted(short))}"
+            )
+        return value
 
 
 class UsersSettings(BaseModel):
@@ -232,6 +262,8 @@ class Settings(BaseSettings):
         case_sensitive=False,
         secrets_prefix="GATEWAY_",
         secrets_nested_delimiter="__",
+        # settings hold secrets: a validation error names the field, never echoes the value
+        hide_input_in_errors=True,
     )
 
     @classmethod

@@ -5,15 +5,21 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from pydantic import BaseModel, ConfigDict
 
+from app.cache.rate_limit import FixedWindowLimiter
 from app.deps.security import ServicesDep
 from app.http.body_limit import BodyLimitRoute
-from app.http.errors import Unauthorized
+from app.http.client_ip import client_ip
+from app.http.errors import RateLimited, Unauthorized
 from app.http.responses import error_responses
+from app.services import Services
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/tokens", tags=["tokens"], route_class=BodyLimitRoute)
 
@@ -49,32 +55,97 @@ class IntrospectionResponse(BaseModel):
     token_type: str | None = None
 
 
-def _check_basic(request: Request, clients: dict[str, str]) -> None:
-    challenge = {"WWW-Authenticate": 'Basic realm="token-introspection"'}
+_CHALLENGE = {"WWW-Authenticate": 'Basic realm="token-introspection"'}
+
+
+def _basic_credentials(request: Request) -> tuple[str, str]:
     header = request.headers.get("authorization", "")
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic" or not encoded:
         raise Unauthorized(
-            "Introspection needs HTTP Basic credentials.", code="invalid_client", headers=challenge
+            "Introspection needs HTTP Basic credentials.", code="invalid_client", headers=_CHALLENGE
         )
     try:
         client_id, _, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise Unauthorized(
-            "Malformed Basic credentials.", code="invalid_client", headers=challenge
+            "Malformed Basic credentials.", code="invalid_client", headers=_CHALLENGE
         ) from exc
+    return client_id, secret
+
+
+def _secret_matches(clients: dict[str, str], client_id: str, secret: str) -> bool:
     expected = clients.get(client_id)
     # compare against something even for unknown clients, so timing says nothing
-    if not hmac.compare_digest(secret.encode(), (expected or "\0" * 32).encode()) or not expected:
-        raise Unauthorized(
-            "Unknown client or wrong secret.", code="invalid_client", headers=challenge
+    return hmac.compare_digest(secret.encode(), (expected or "\0" * 32).encode()) and bool(expected)
+
+
+class IntrospectionGuard:
+    """Throttles Basic-auth guessing: failures per client id and per client IP, per minute.
+
+    While either count is at its limit every attempt, right or wrong, is 429 with
+    ``Retry-After``, so a guesser learns nothing until the window ends.
+    """
+
+    def __init__(self, services: Services) -> None:
+        """Counters in the app's shared cache, limits from ``GATEWAY_INTROSPECTION__*``."""
+        settings = services.settings
+        limits = settings.introspection
+        self._clients = {k: v.get_secret_value() for k, v in limits.clients.items()}
+        self._trusted_proxies = settings.trusted_proxies
+        ns = settings.cache_namespace
+        self._per_client = FixedWindowLimiter(
+            services.cache,
+            ns,
+            "introspect-fail-client",
+            limit=limits.failures_per_client_per_minute,
+            window_s=60,
         )
+        self._per_ip = FixedWindowLimiter(
+            services.cache,
+            ns,
+            "introspect-fail-ip",
+            limit=limits.failures_per_ip_per_minute,
+            window_s=60,
+        )
+
+    async def check(self, request: Request) -> None:
+        """Pass a caller with valid credentials; 401 or 429 otherwise."""
+        client_id, secret = _basic_credentials(request)
+        ip = client_ip(request, self._trusted_proxies) or "unknown"
+        for limiter, subject in ((self._per_client, client_id), (self._per_ip, ip)):
+            standing = await limiter.peek(subject)
+            if not standing.allowed:
+                raise _throttled(standing.retry_after_s)
+        if _secret_matches(self._clients, client_id, secret):
+            return
+        client, address = await self._per_client.hit(client_id), await self._per_ip.hit(ip)
+        if not (client.allowed and address.allowed):
+            log.warning("introspection: too many failed authentications; throttled for a minute")
+        raise Unauthorized(
+            "Unknown client or wrong secret.", code="invalid_client", headers=_CHALLENGE
+        )
+
+
+def _throttled(retry_after_s: int) -> RateLimited:
+    return RateLimited(
+        "Too many failed authentications; try again later.", retry_after=retry_after_s
+    )
+
+
+def get_guard(request: Request) -> IntrospectionGuard:
+    """The app's guard, built on first use."""
+    guard: IntrospectionGuard | None = getattr(request.app.state, "introspection_guard", None)
+    if guard is None:
+        guard = IntrospectionGuard(request.app.state.services)
+        request.app.state.introspection_guard = guard
+    return guard
 
 
 @router.post(
     "/introspect",
     response_model_exclude_none=True,
-    responses=error_responses(401, 503),
+    responses=error_responses(401, 429, 503),
 )
 async def introspect_token(
     request: Request,
@@ -83,8 +154,7 @@ async def introspect_token(
     token_type_hint: Annotated[str | None, Form(max_length=64)] = None,
 ) -> IntrospectionResponse:
     """Whether a token is active, and whose it is (internal services, HTTP Basic)."""
-    clients = {k: v.get_secret_value() for k, v in services.settings.introspection.clients.items()}
-    _check_basic(request, clients)
+    await get_guard(request).check(request)
     try:
         principal = await services.resolver.resolve(token)
     except Unauthorized:

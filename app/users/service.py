@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from app.auth.flow import AuthFlow
 from app.auth.principal import Principal
+from app.cache.rate_limit import FixedWindowLimiter
 from app.clients.auth0 import Auth0AuthClient, TokenSet
 from app.clients.management import (
     ADMIN,
@@ -26,7 +27,6 @@ from app.clients.token_validator import TokenValidator
 from app.http.client_ip import normalise
 from app.http.errors import BadRequest, Forbidden, GatewayError, InvalidCredentials, RateLimited
 from app.services import Services
-from app.users.rate_limit import FixedWindowLimiter
 from app.users.schemas import AdminPatch, PasswordChange, SelfPatch, SignupRequest
 
 log = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ from tests.servers import MemcachedProcess
 
 ADMIN = ("admin@venues.local", "Admin-Passw0rd!")
 VIEWER = ("viewer@venues.local", "Viewer-Passw0rd!")
+INTROSPECT_SECRET = "introspect-secret-of-the-venue-service"  # noqa: S105 - a test value
 
 
 def gateway_settings(
@@ -32,7 +33,7 @@ def gateway_settings(
         "env": Environment.LOCAL,
         "auth0": {"domain": emulator.url, "timeout_s": 2.0},
         "cache": {"url": cache_url, "namespace": f"t-{uuid.uuid4().hex[:8]}"},
-        "introspection": {"clients": {"venue-service": "introspect-secret"}},
+        "introspection": {"clients": {"venue-service": INTROSPECT_SECRET}},
     }
     if database_url is not None:
         data["database"] = {"url": database_url}

@@ -12,8 +12,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from settings import Settings
 from tests.conftest import RunningEmulator
-from tests.e2e.conftest import VIEWER, bearer, emulator_stats, login
+from tests.e2e.conftest import INTROSPECT_SECRET, VIEWER, bearer, emulator_stats, login
 
 SPRAY_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -228,7 +229,7 @@ class TestIntrospection:
         response = await gateway.post(
             "/tokens/introspect",
             data={"token": token},
-            auth=("venue-service", "introspect-secret"),
+            auth=("venue-service", INTROSPECT_SECRET),
         )
         assert response.status_code == 200
         body = response.json()
@@ -245,7 +246,7 @@ class TestIntrospection:
         response = await gateway.post(
             "/tokens/introspect",
             data={"token": token},
-            auth=("venue-service", "introspect-secret"),
+            auth=("venue-service", INTROSPECT_SECRET),
         )
         assert response.status_code in {200, 422}
         if response.status_code == 200:
@@ -257,12 +258,12 @@ class TestIntrospection:
         response = await gateway.post(
             "/tokens/introspect",
             data={"token": token},
-            auth=("venue-service", "introspect-secret"),
+            auth=("venue-service", INTROSPECT_SECRET),
         )
         assert response.json() == {"active": False}
 
     @pytest.mark.parametrize(
-        "auth", [None, ("venue-service", "wrong"), ("stranger", "introspect-secret")]
+        "auth", [None, ("venue-service", "wrong"), ("stranger", INTROSPECT_SECRET)]
     )
     async def test_callers_need_basic_credentials(
         self, gateway: httpx.AsyncClient, auth: tuple[str, str] | None
@@ -274,3 +275,39 @@ class TestIntrospection:
         assert response.status_code == 401
         assert response.headers["www-authenticate"].startswith("Basic")
         assert response.json()["error"] == "invalid_client"
+
+    async def test_guessing_is_throttled_per_client_and_per_ip(
+        self, gateway_factory: Callable[..., Any]
+    ) -> None:
+        gateway, _ = await gateway_factory(
+            introspection={
+                "clients": {"venue-service": INTROSPECT_SECRET, "other": INTROSPECT_SECRET},
+                "failures_per_client_per_minute": 3,
+                "failures_per_ip_per_minute": 5,
+            }
+        )
+
+        async def introspect(client: str, secret: str) -> httpx.Response:
+            response: httpx.Response = await gateway.post(
+                "/tokens/introspect", data={"token": "x"}, auth=(client, secret)
+            )
+            return response
+
+        for _ in range(3):
+            assert (await introspect("venue-service", "wrong")).status_code == 401
+        # the client id is throttled: even the right secret gets 429 until the window ends
+        throttled = await introspect("venue-service", INTROSPECT_SECRET)
+        assert throttled.status_code == 429
+        assert throttled.json()["error"] == "too_many_requests"
+        assert 0 < int(throttled.headers["retry-after"]) <= 60
+        # another client from the same address: two more failures reach the IP's limit
+        assert (await introspect("other", INTROSPECT_SECRET)).status_code == 200
+        for _ in range(2):
+            assert (await introspect("other", "wrong")).status_code == 401
+        assert (await introspect("other", INTROSPECT_SECRET)).status_code == 429
+
+
+def test_short_introspection_secrets_are_refused_at_start_up() -> None:
+    with pytest.raises(ValueError, match="at least 32 characters; too short for: svc") as error:
+        Settings(introspection={"clients": {"svc": "short-secret"}})
+    assert "short-secret" not in str(error.value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from app.cache import Cache, MemcachedCache, MemoryCache
-from app.users.rate_limit import FixedWindowLimiter
+from app.cache.rate_limit import FixedWindowLimiter
 from tests.servers import MemcachedProcess, free_port
 
 HOUR = 3600.0

@@ -69,6 +69,20 @@ class FixedWindowLimiter:
         count = await self._increment(key, ttl_s=retry_after + 1)
         return Verdict(count <= self.limit, count, retry_after)
 
+    async def peek(self, subject: str) -> Verdict:
+        """How ``subject`` stands in the current window, without counting a hit."""
+        now = self._clock()
+        window = math.floor(now / self.window_s)
+        retry_after = max(1, math.ceil((window + 1) * self.window_s - now))
+        if self.limit <= 0:
+            return Verdict(True, 0, retry_after)
+        raw = await self._cache.get(cache_key(self._ns, self._kind, f"{subject}:{window}"))
+        try:
+            count = int(raw or b"0")
+        except ValueError:
+            count = 0
+        return Verdict(count < self.limit, count, retry_after)
+
     async def _increment(self, key: str, *, ttl_s: float) -> int:
         cache = self._cache
         if isinstance(cache, SupportsIncr):
