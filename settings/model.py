@@ -74,6 +74,13 @@ class Auth0Settings(BaseModel):
         ),
     )
     opaque_cache_s: int = Field(default=300, ge=1, le=3600)
+    scopes_as_permissions: bool = Field(
+        default=False,
+        description=(
+            "Count the token's scopes as permissions too: for an API without RBAC (no "
+            "permissions claim). Off: only the permissions claim grants access."
+        ),
+    )
     lock_wait_s: float = Field(
         default=2.0, ge=0, le=30, description="How long a worker waits for another's validation."
     )

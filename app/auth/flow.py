@@ -97,7 +97,7 @@ class AuthFlow:
             raise UpstreamMisconfigured()
         try:
             claims = await self._validator.verify_jwt(tokens.access_token, issued=True)
-            principal = self._validator.principal_from_claims(claims, _profile_of(tokens))
+            principal = self._validator.principal(claims, _profile_of(tokens))
             replaced = await self._store.start(
                 sub=principal.sub,
                 refresh_token=refresh,
@@ -234,7 +234,7 @@ class AuthFlow:
 
     async def _remember(self, tokens: TokenSet, *, principal_claims: dict[str, Any]) -> None:
         profile = _profile_of(tokens)
-        principal = self._validator.principal_from_claims(principal_claims, profile)
+        principal = self._validator.principal(principal_claims, profile)
         if profile is not None:
             await self._resolver.remember_profile(principal.sub, profile)
         await self._resolver.remember(tokens.access_token, principal)

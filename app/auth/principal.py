@@ -23,9 +23,13 @@ class Principal(BaseModel):
     opaque: bool = Field(default=False, description="True for a /userinfo-only opaque token.")
 
     def has(self, *permissions: str) -> bool:
-        """True when every one of ``permissions`` is granted (as permission or scope)."""
-        granted = set(self.permissions) | set(self.scopes)
-        return all(p in granted for p in permissions)
+        """True when every one of ``permissions`` is among the principal's RBAC permissions.
+
+        Scopes never grant a permission here: with RBAC the ``permissions`` claim is the source
+        of truth (:attr:`~settings.Auth0Settings.scopes_as_permissions` folds scopes into
+        ``permissions`` when the principal is made, for tenants without RBAC).
+        """
+        return all(p in self.permissions for p in permissions)
 
     def to_bytes(self) -> bytes:
         """Serialise for the cache."""

@@ -232,7 +232,7 @@ class PrincipalResolver:
     async def _validate_jwt(self, token: str) -> tuple[Principal, float]:
         claims = await self._validator.verify_jwt(token)
         profile, complete = await self._profile(str(claims["sub"]), token)
-        principal = self._validator.principal_from_claims(claims, profile)
+        principal = self._validator.principal(claims, profile)
         ttl = principal.expires_at - time.time()
         return principal, ttl if complete else min(ttl, _PROFILE_RETRY_TTL_S)
 

@@ -47,6 +47,7 @@ class TokenValidator:
         self._issuer = settings.issuer
         self._audience = settings.audience
         self._leeway = settings.leeway_s
+        self._scopes_as_permissions = settings.scopes_as_permissions
         self._jwks = jwks
 
     @staticmethod
@@ -128,14 +129,36 @@ class TokenValidator:
             raise _invalid(type(exc).__name__) from None
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise _invalid("empty sub")
-        iat = claims.get("iat")
-        if iat is not None and (isinstance(iat, bool) or not isinstance(iat, int | float)):
-            raise _invalid("iat is not a number")
+        # PyJWT compares int(exp): "exp": "1795000000" would pass; claims must have their types
+        for name in ("exp", "nbf", "iat"):
+            value = claims.get(name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise _invalid(f"{name} is not a number")
+        permissions = claims.get("permissions")
+        if permissions is not None and (
+            not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions)
+        ):
+            raise _invalid("permissions is not a list of strings")
+        if "scope" in claims and not isinstance(claims["scope"], str):
+            raise _invalid("scope is not a string")
         return claims
+
+    def principal(
+        self, claims: Mapping[str, Any], profile: Mapping[str, Any] | None = None
+    ) -> Principal:
+        """The principal of validated ``claims`` under this tenant's settings."""
+        return self.principal_from_claims(
+            claims, profile, scopes_as_permissions=self._scopes_as_permissions
+        )
 
     @staticmethod
     def principal_from_claims(
-        claims: Mapping[str, Any], profile: Mapping[str, Any] | None = None
+        claims: Mapping[str, Any],
+        profile: Mapping[str, Any] | None = None,
+        *,
+        scopes_as_permissions: bool = False,
     ) -> Principal:
         """The principal of validated ``claims``, with ``email``/``name`` from ``profile``.
 
@@ -155,6 +178,8 @@ class TokenValidator:
             scopes = tuple(s for s in raw_scope if isinstance(s, str))
         else:
             scopes = ()
+        if scopes_as_permissions:
+            permissions = tuple(dict.fromkeys((*permissions, *scopes)))
         client_id = claims.get("azp", claims.get("client_id"))
         email = name = None
         if profile is not None:

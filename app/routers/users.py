@@ -13,6 +13,7 @@ from app.http.body_limit import BodyLimitRoute
 from app.http.client_ip import client_ip
 from app.http.responses import error_responses
 from app.users.schemas import (
+    AccountDeletion,
     AdminPatch,
     AdminUserOut,
     PasswordChange,
@@ -106,11 +107,18 @@ async def change_my_password(
 @router.delete(
     "/me",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(401, 404, 429, 502, 503),
+    responses=error_responses(400, 401, 403, 404, 422, 429, 502, 503),
 )
-async def delete_my_user(principal: CurrentPrincipal, users: UsersDep) -> None:
-    """Delete your account; every one of your sessions ends."""
-    await users.delete_self(principal.sub)
+async def delete_my_user(
+    principal: CurrentPrincipal,
+    body: AccountDeletion,
+    request: Request,
+    services: ServicesDep,
+    users: UsersDep,
+) -> None:
+    """Delete your account (your current password required); every one of your sessions ends."""
+    ip = client_ip(request, services.settings.trusted_proxies)
+    await users.delete_self(principal, body, client_ip=ip)
 
 
 @router.get("", responses=error_responses(400, 401, 403, 422, 429, 502, 503))

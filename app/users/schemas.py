@@ -118,6 +118,14 @@ class PasswordChange(BaseModel):
     new_password: Password = Field(examples=["Battery-Staple-10"])
 
 
+class AccountDeletion(BaseModel):
+    """The current password: deleting an account takes more than a (possibly stolen) token."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: Password = Field(examples=["Correct-Horse-9"])
+
+
 class UserOut(BaseModel):
     """A user's own profile."""
 

@@ -27,7 +27,13 @@ from app.clients.token_validator import TokenValidator
 from app.http.client_ip import normalise
 from app.http.errors import BadRequest, Forbidden, GatewayError, InvalidCredentials, RateLimited
 from app.services import Services
-from app.users.schemas import AdminPatch, PasswordChange, SelfPatch, SignupRequest
+from app.users.schemas import (
+    AccountDeletion,
+    AdminPatch,
+    PasswordChange,
+    SelfPatch,
+    SignupRequest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +144,15 @@ class UserService:
             principal.sub, keep=access_token, reason="password_change"
         )
 
-    async def delete_self(self, sub: str) -> None:
-        """Delete the caller's account and end every one of its sessions."""
+    async def delete_self(
+        self, principal: Principal, deletion: AccountDeletion, *, client_ip: str | None
+    ) -> None:
+        """Check the current password by a login, delete the account, end all its sessions."""
+        sub = principal.sub
+        user = await self._interactive.get_user(sub)
+        if not user.email:
+            raise BadRequest("This account has no email to log in with.", code="unsupported")
+        await self._check_password(sub, user.email, deletion.current_password, client_ip)
         await self._interactive.delete_user(sub)
         await self._sessions.end_user_sessions(sub, cutoff=True, reason="user_deleted")
 

@@ -342,7 +342,8 @@ class TestPrincipal:
         assert principal.client_id == CLIENT_ID
         assert principal.expires_at == claims["exp"]
         assert principal.opaque is False
-        assert principal.has("read:venues", "email")
+        assert principal.has("read:venues")
+        assert not principal.has("email"), "a scope is not a permission"
 
     def test_without_profile_or_optional_claims(self) -> None:
         claims = user_claims(permissions=None, scope=None, azp=None, client_id="rfc9068-client")
@@ -370,3 +371,29 @@ class TestPrincipal:
     async def test_from_verified_claims(self, wired: Wired) -> None:
         claims = await wired.validator.verify_jwt(mint(user_claims()))
         assert wired.validator.principal_from_claims(claims).sub == SUB
+
+    def test_scopes_count_as_permissions_only_when_configured(self) -> None:
+        claims = user_claims(permissions=None, scope="openid read:venues")
+        assert not TokenValidator.principal_from_claims(claims).has("read:venues")
+        folded = TokenValidator.principal_from_claims(claims, scopes_as_permissions=True)
+        assert folded.has("read:venues")
+
+
+class TestStrictClaimTypes:
+    @pytest.mark.parametrize(
+        "changes",
+        [
+            {"exp": "99999999999"},
+            {"exp": True},
+            {"nbf": "0"},
+            {"iat": "1700000000"},
+            {"permissions": "read:venues"},
+            {"permissions": ["read:venues", 3]},
+            {"scope": ["openid"]},
+        ],
+        ids=["exp-string", "exp-bool", "nbf-string", "iat-string", "perm-str", "perm-int", "scope"],
+    )
+    async def test_claims_of_the_wrong_type_are_refused(
+        self, wired: Wired, changes: dict[str, Any]
+    ) -> None:
+        await rejected(wired, mint({**user_claims(), **changes}))

@@ -164,7 +164,9 @@ class TestMissingScope:
         grant.scope.remove("delete:users")
         token = await login(gateway, VIEWER)
         with caplog.at_level(logging.ERROR):
-            response = await gateway.delete("/users/me", headers=bearer(token))
+            response = await gateway.request(
+                "DELETE", "/users/me", headers=bearer(token), json={"current_password": VIEWER[1]}
+            )
         assert response.status_code == 502
         assert response.json()["error"] == "upstream_misconfigured"
         assert "auth0|demo-viewer" in emulator.tenant.users

@@ -225,7 +225,9 @@ class TestDeleteMe:
         mine = await login_as(gateway, email, password)
         other = await new_session(gateway, emulator, email, password)
 
-        response = await gateway.delete("/users/me", headers=bearer(mine))
+        response = await gateway.request(
+            "DELETE", "/users/me", headers=bearer(mine), json={"current_password": password}
+        )
         assert response.status_code == 204
 
         assert created["user_id"] not in emulator.tenant.users
@@ -234,3 +236,21 @@ class TestDeleteMe:
             assert (await gateway.post("/auth/refresh", headers=bearer(token))).status_code == 401
         again = await gateway.post("/auth/login", json={"username": email, "password": password})
         assert again.status_code == 401
+
+    async def test_a_token_alone_cannot_delete_the_account(
+        self, gateway: httpx.AsyncClient, emulator: RunningEmulator
+    ) -> None:
+        email, password, created = await sign_up(gateway)
+        mine = await login_as(gateway, email, password)
+        without = await gateway.delete("/users/me", headers=bearer(mine))
+        assert without.status_code == 422
+        wrong = await gateway.request(
+            "DELETE",
+            "/users/me",
+            headers=bearer(mine),
+            json={"current_password": "Wr0ng-Passw0rd!"},
+        )
+        assert wrong.status_code == 403
+        assert wrong.json()["error"] == "invalid_current_password"
+        assert created["user_id"] in emulator.tenant.users
+        assert (await me(gateway, mine)).status_code == 200
