@@ -70,11 +70,18 @@ def emulator(
     issuer: Annotated[
         str | None, typer.Option(help="Issuer URL (default http://HOST:PORT/).")
     ] = None,
+    allow_remote_control: Annotated[
+        bool,
+        typer.Option(
+            "--allow-remote-control",
+            help="Let non-loopback clients use the /__emulator/ control routes.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the local Auth0 emulator (the demo tenant unless --tenant is given)."""
     from emulator.server import run
 
-    run(host, port, tenant, issuer)
+    run(host, port, tenant, issuer, allow_remote_control=allow_remote_control)
 
 
 @cli.command()

@@ -5,6 +5,7 @@ nickname and username), ``*`` and ``?`` wildcards, ``AND`` / ``OR`` / ``NOT``, p
 ``_exists_:field``. Fields are dotted paths into the user's Management API JSON
 (``identities.connection``, ``app_metadata.plan``). Matching ignores case. Juxtaposed terms
 are OR-ed, Lucene's default operator (what Auth0's index does with them is UNCONFIRMED).
+Parentheses and ``NOT`` nest at most :data:`MAX_DEPTH` deep; deeper queries are ``400``.
 """
 
 from __future__ import annotations
@@ -27,18 +28,33 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _FREE_TEXT_FIELDS = ("email", "name", "nickname", "username")
+#: How deep parentheses and ``NOT`` may nest: the parser and the predicate it builds recurse
+#: once per level, so an unbounded depth would exhaust Python's stack.
+MAX_DEPTH = 32
+_TOO_DEEP = f"Invalid query string: nested more than {MAX_DEPTH} deep"
 
 
 def compile_query(q: str) -> Predicate:
-    """Parse ``q`` into a predicate over user JSON; malformed queries are ``400``."""
+    """Parse ``q`` into a predicate over user JSON; malformed or too deeply nested queries are
+    ``400``."""
     tokens = _tokenize(q)
     if not tokens:
         return lambda _doc: True
     parser = _Parser(tokens)
-    predicate = parser.expression()
+    try:
+        predicate = parser.expression()
+    except RecursionError:
+        raise invalid_query(_TOO_DEEP, "q") from None
     if parser.pos != len(tokens):
         raise invalid_query("Invalid query string: unexpected ')'", "q")
-    return predicate
+
+    def matches(doc: Json) -> bool:
+        try:
+            return predicate(doc)
+        except RecursionError:
+            raise invalid_query(_TOO_DEEP, "q") from None
+
+    return matches
 
 
 def _tokenize(q: str) -> list[tuple[str, Any]]:
@@ -73,6 +89,7 @@ class _Parser:
     def __init__(self, tokens: list[tuple[str, Any]]) -> None:
         self.tokens = tokens
         self.pos = 0
+        self.depth = 0
 
     def _peek(self) -> str | None:
         return self.tokens[self.pos][0] if self.pos < len(self.tokens) else None
@@ -94,16 +111,20 @@ class _Parser:
 
     def unary(self) -> Predicate:
         kind = self._peek()
-        if kind == "NOT":
+        if kind in {"NOT", "("}:
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise invalid_query(_TOO_DEEP, "q")
             self.pos += 1
-            inner = self.unary()
-            return lambda doc: not inner(doc)
-        if kind == "(":
-            self.pos += 1
+            if kind == "NOT":
+                negated = self.unary()
+                self.depth -= 1
+                return lambda doc: not negated(doc)
             inner = self.expression()
             if self._peek() != ")":
                 raise invalid_query("Invalid query string: missing ')'", "q")
             self.pos += 1
+            self.depth -= 1
             return inner
         if kind == "term":
             field, value, quoted = self.tokens[self.pos][1]

@@ -1,4 +1,9 @@
-"""Request counting and fault injection for every route outside ``/__emulator/``.
+"""Request counting and fault injection for every route outside ``/__emulator/``, and the
+loopback-only guard of the routes inside it.
+
+Control routes can rewrite the tenant's clock, keys and faults, so they answer only clients on
+loopback (127.0.0.0/8, ``::1``, ``::ffff:127.x``) unless the emulator was started with
+``allow_remote_control``; anyone else gets 403 ``{"error": "access_denied", ...}``.
 
 Counting keys are ``"METHOD <route path template>"`` (``"GET /api/v2/users/{id}"``) for a
 request that matches a route and ``"METHOD <raw path>"`` otherwise. A registered
@@ -10,7 +15,9 @@ stalls the request ``delay_ms``, then answers ``status`` without reaching the ro
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
+from collections.abc import Sequence
 
 from fastapi.routing import iter_route_contexts
 from starlette.routing import Match
@@ -20,19 +27,49 @@ from emulator.client_auth import RATE_LIMITED
 from emulator.state import Fault, Tenant
 
 CONTROL_PREFIX = "/__emulator/"
+REMOTE_CONTROL_REFUSED = (
+    "The emulator's control routes answer loopback clients only; "
+    "start the emulator with --allow-remote-control to let others in."
+)
+
+
+def is_loopback(client: Sequence[object] | None) -> bool:
+    """Whether an ASGI ``client`` is on loopback: 127.0.0.0/8, ``::1`` or ``::ffff:127.x``.
+
+    An unknown client (None, or a host that is not an IP address) is not.
+    """
+    if not client:
+        return False
+    try:
+        address = ipaddress.ip_address(str(client[0]))
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 class EmulatorMiddleware:
-    """Pure ASGI middleware: count each request once, inject faults registered for its path."""
+    """Pure ASGI middleware: count each request once, inject faults registered for its path,
+    and keep the control routes to loopback clients unless ``allow_remote_control``."""
 
-    def __init__(self, app: ASGIApp, tenant: Tenant) -> None:
+    def __init__(self, app: ASGIApp, tenant: Tenant, *, allow_remote_control: bool = False) -> None:
         self.app = app
         self.tenant = tenant
+        self.allow_remote_control = allow_remote_control
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI call."""
-        if scope["type"] != "http" or scope["path"].startswith(CONTROL_PREFIX):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path.startswith(CONTROL_PREFIX) or path == CONTROL_PREFIX.rstrip("/"):
+            if self.allow_remote_control or is_loopback(scope.get("client")):
+                await self.app(scope, receive, send)
+            else:
+                body = {"error": "access_denied", "error_description": REMOTE_CONTROL_REFUSED}
+                await _send_json(403, body, send)
             return
         if self.tenant.faults:
             template = self._template(scope)
@@ -101,11 +138,17 @@ async def _send_fault(fault: Fault, status: int, send: Send) -> None:
                 "error": "emulated_fault",
                 "error_description": f"Injected by {CONTROL_PREFIX}faults",
             }
+    await _send_json(status, body, send, fault.headers)
+
+
+async def _send_json(
+    status: int, body: object, send: Send, extra_headers: dict[str, str] | None = None
+) -> None:
     payload = json.dumps(body).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(payload)).encode()),
-        *((k.lower().encode(), v.encode()) for k, v in fault.headers.items()),
+        *((k.lower().encode(), v.encode()) for k, v in (extra_headers or {}).items()),
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

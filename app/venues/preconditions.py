@@ -35,7 +35,9 @@ def etag(version: int) -> str:
 def parse_if_match(value: str | None, *, required: bool) -> frozenset[int] | None:
     """The versions an ``If-Match`` header accepts; ``None`` for ``*`` (any) or no header.
 
-    Comparison is strong: weak tags (``W/"3"``) never match. No header is 428 when ``required``.
+    Comparison is strong and exact: a tag matches only as :func:`etag` spells it (``"01"`` and
+    ``" 1"`` are not ``"1"``), and weak tags (``W/"3"``) never match. No header is 428 when
+    ``required``.
     """
     if value is None:
         if required:
@@ -51,11 +53,18 @@ def parse_if_match(value: str | None, *, required: bool) -> frozenset[int] | Non
         if match is None:
             raise BadRequest('If-Match must be * or a list of quoted ETags such as "3".')
         weak, tag = match.groups()
-        if not weak and _is_version(tag):
-            versions.add(int(tag))
+        version = _version(tag)
+        if not weak and version is not None:
+            versions.add(version)
         position = match.end()
     return frozenset(versions)
 
 
-def _is_version(tag: str) -> bool:
-    return len(tag) <= 10 and tag.isascii() and tag.isdigit() and int(tag) <= _VERSION_MAX
+def _version(tag: str) -> int | None:
+    """The version whose ETag is exactly ``"tag"``, or None when no version has it."""
+    if not (len(tag) <= 10 and tag.isascii() and tag.isdigit()):
+        return None
+    version = int(tag)
+    if version > _VERSION_MAX or etag(version) != f'"{tag}"':
+        return None
+    return version

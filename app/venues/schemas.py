@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 import uuid
 from datetime import datetime
 from functools import cache
@@ -21,6 +20,7 @@ from pydantic import (
 )
 
 from app.venues.models import ADDRESS_MAX, CITY_MAX, NAME_MAX, TIMEZONE_MAX
+from app.venues.text import fold, normalise, refused_character
 
 CAPACITY_MAX = 1_000_000
 #: Longest folded name or city, in UTF-8 bytes: keeps the unique index's entries small.
@@ -30,8 +30,8 @@ _NOT_PLACES = frozenset({"Factory", "localtime", "posixrules"})
 
 
 def match_key(text: str) -> str:
-    """The spelling names and cities are compared by: NFC, single spaces, case-folded."""
-    return " ".join(unicodedata.normalize("NFC", text).split()).casefold()
+    """The spelling names and cities are compared by (see :func:`app.venues.text.fold`)."""
+    return fold(text)
 
 
 @cache
@@ -62,28 +62,44 @@ def check_timezone(value: str) -> str:
 
 
 def check_text(value: str) -> str:
-    """Printable text: no control characters, no lone surrogates, a short enough folded key."""
-    if any(unicodedata.category(char) in {"Cc", "Cs"} for char in value):
-        raise ValueError("control characters are not allowed")
+    """Printable text: no control, bidi or format characters, and a short enough folded key."""
+    reason = refused_character(value)
+    if reason is not None:
+        raise ValueError(reason)
     if len(match_key(value).encode()) > _KEY_MAX_BYTES:
         raise ValueError("too long")
     return value
 
 
+def venue_text(max_length: int) -> AfterValidator:
+    """A validator for venue text: checked as sent, then stored in its normalised form."""
+
+    def check(value: str) -> str:
+        text = normalise(check_text(value))
+        if not text:
+            raise ValueError("has no visible characters")
+        # NFKC can lengthen text (U+FDFA becomes 18 letters); the column holds max_length
+        if len(text) > max_length:
+            raise ValueError(f"longer than {max_length} characters once normalised")
+        return text
+
+    return AfterValidator(check)
+
+
 Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX),
-    AfterValidator(check_text),
+    venue_text(NAME_MAX),
 ]
 Address = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=ADDRESS_MAX),
-    AfterValidator(check_text),
+    venue_text(ADDRESS_MAX),
 ]
 City = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=CITY_MAX),
-    AfterValidator(check_text),
+    venue_text(CITY_MAX),
 ]
 CountryCode = Annotated[
     str,

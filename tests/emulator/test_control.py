@@ -7,10 +7,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
+import pytest
+from typer.testing import CliRunner
 
+from app.cli import cli
+from emulator import server as emulator_server
+from emulator.app import create_emulator_app
+from emulator.middleware import is_loopback
+from emulator.state import Tenant
 from tests.conftest import RunningEmulator
 from tests.emulator.auth_helpers import (
     CLIENT_ID,
@@ -243,3 +251,91 @@ def test_server_module_serves_the_demo_tenant(tmp_path: Path) -> None:
         log.close()
     assert doc["issuer"] == f"http://127.0.0.1:{port}/"
     assert CLIENT_SECRET not in (tmp_path / "server.log").read_text()
+
+
+CONTROL_CALLS = [
+    ("GET", "/__emulator/stats"),
+    ("POST", "/__emulator/stats/reset"),
+    ("GET", "/__emulator/faults"),
+    ("POST", "/__emulator/faults"),
+    ("DELETE", "/__emulator/faults"),
+    ("GET", "/__emulator/clock"),
+    ("POST", "/__emulator/clock"),
+    ("POST", "/__emulator/keys/rotate"),
+    ("GET", "/__emulator/refresh-tokens"),
+    ("DELETE", "/__emulator/blocks"),
+    ("GET", "/__emulator/no-such-control"),
+    ("GET", "/__emulator"),
+    ("GET", "/__emulator/stats/"),
+    ("GET", "/%5F%5Femulator/stats"),
+]
+CONTROL_BODIES: dict[str, Any] = {
+    "/__emulator/faults": {"path": "/oauth/token", "status": 503},
+    "/__emulator/clock": {"offset_s": 3600},
+}
+
+
+def _asgi_client(
+    client: tuple[str, int], *, allow_remote_control: bool = False
+) -> tuple[httpx.AsyncClient, Tenant]:
+    """The demo tenant's app, called in process as if from ``client``."""
+    tenant = Tenant.from_file(None, "http://emulator.test/")
+    app = create_emulator_app(tenant, allow_remote_control=allow_remote_control)
+    transport = httpx.ASGITransport(app=app, client=client)
+    return httpx.AsyncClient(transport=transport, base_url="http://emulator.test"), tenant
+
+
+class TestRemoteControl:
+    @pytest.mark.parametrize(
+        "host", ["10.0.0.5", "192.0.2.7", "::ffff:10.0.0.5", "fe80::1", "203.0.113.9", "testclient"]
+    )
+    async def test_other_clients_are_403_and_change_nothing(self, host: str) -> None:
+        http, tenant = _asgi_client((host, 1234))
+        kids = [key.kid for key in tenant.keys]
+        async with http:
+            for method, path in CONTROL_CALLS:
+                response = await http.request(method, path, json=CONTROL_BODIES.get(path))
+                assert response.status_code == 403, (method, path, response.text)
+                body = response.json()
+                assert body["error"] == "access_denied"
+                assert "--allow-remote-control" in body["error_description"]
+            # the tenant's own API still answers them
+            assert (await http.get("/.well-known/jwks.json")).status_code == 200
+        assert (tenant.faults, tenant.clock_offset_s) == ([], 0)
+        assert [key.kid for key in tenant.keys] == kids
+
+    @pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"])
+    async def test_loopback_clients_are_served(self, host: str) -> None:
+        http, tenant = _asgi_client((host, 1234))
+        async with http:
+            moved = await http.post("/__emulator/clock", json={"offset_s": 60})
+            stats = await http.get("/__emulator/stats")
+        assert (moved.status_code, stats.status_code) == (200, 200)
+        assert tenant.clock_offset_s == 60
+
+    async def test_the_flag_lets_everyone_in(self) -> None:
+        http, tenant = _asgi_client(("10.0.0.5", 1234), allow_remote_control=True)
+        async with http:
+            moved = await http.post("/__emulator/clock", json={"offset_s": 60})
+        assert moved.status_code == 200
+        assert tenant.clock_offset_s == 60
+
+    def test_an_unknown_client_is_not_loopback(self) -> None:
+        assert not is_loopback(None)
+        assert not is_loopback(())
+        assert not is_loopback(("localhost", 1))
+        assert is_loopback(["::1", 1])
+
+    def test_the_commands_pass_the_flag(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        calls: list[bool] = []
+
+        def fake_run(*_args: object, allow_remote_control: bool = False) -> None:
+            calls.append(allow_remote_control)
+
+        monkeypatch.setattr(emulator_server, "run", fake_run)
+        emulator_server.main([])
+        emulator_server.main(["--allow-remote-control"])
+        runner = CliRunner()
+        assert runner.invoke(cli, ["emulator"]).exit_code == 0
+        assert runner.invoke(cli, ["emulator", "--allow-remote-control"]).exit_code == 0
+        assert calls == [False, True, False, True]

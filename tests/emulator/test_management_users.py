@@ -398,6 +398,19 @@ class TestListUsers:
         assert response.status_code == 400
         assert response.json()["errorCode"] == "invalid_query_string"
 
+    @pytest.mark.parametrize(
+        "q", ["(" * 500 + "name:x" + ")" * 500, "NOT " * 1000 + "name:x", "(" * 2000]
+    )
+    async def test_deeply_nested_query_is_400(self, shared_api: httpx.AsyncClient, q: str) -> None:
+        response = await shared_api.get("/users", params={"q": q, "search_engine": "v3"})
+        assert_management_error(
+            response,
+            400,
+            "Query validation error: "
+            "'Invalid query string: nested more than 32 deep' on property q.",
+            "invalid_query_string",
+        )
+
     async def test_only_search_engine_v3(self, shared_api: httpx.AsyncClient) -> None:
         response = await shared_api.get("/users", params={"q": "name:x", "search_engine": "v2"})
         assert_management_error(

@@ -59,6 +59,11 @@ class VenueClient:
         return created
 
 
+def fullwidth(text: str) -> str:
+    """``text`` in fullwidth forms (U+FF01-U+FF5E), which NFKC maps back to ASCII."""
+    return "".join(chr(ord(char) + 0xFEE0) if "!" <= char <= "~" else char for char in text)
+
+
 TEMPODROM: dict[str, Any] = {
     "name": "Tempodrom",
     "address": "Möckernstraße 10",

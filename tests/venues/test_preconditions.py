@@ -16,6 +16,12 @@ from app.venues.preconditions import PreconditionRequired, etag, parse_if_match
         ('W/"3"', set()),
         ('"99999999999"', set()),
         ('"1",', {1}),
+        ('"01"', set()),
+        ('" 1"', set()),
+        ('"1 "', set()),
+        ('"+1"', set()),
+        ('"٣"', set()),
+        ('"00", "01", "2"', {2}),
     ],
 )
 def test_versions_that_match(header: str, versions: set[int]) -> None:

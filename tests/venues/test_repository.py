@@ -16,7 +16,7 @@ from app.venues.models import Venue
 from app.venues.preconditions import PreconditionFailed
 from app.venues.repository import DuplicateVenue, VenueNotFound, VenueRepository
 from app.venues.schemas import VenueCreate, VenueUpdate
-from tests.venues.conftest import TEMPODROM
+from tests.venues.conftest import TEMPODROM, fullwidth
 
 
 def venue(**fields: Any) -> VenueCreate:
@@ -65,6 +65,23 @@ class TestCreate:
             database, name="Tempodrom Berlin", country="US", timezone="America/New_York"
         )
         assert other_city.id != other_country.id
+
+    @pytest.mark.parametrize(
+        "name", ["Tempo\u200bdrom", fullwidth("Tempodrom"), "\U0001d413empodrom"]
+    )
+    async def test_lookalike_names_collide_and_are_stored_normalised(
+        self, database: Database, name: str
+    ) -> None:
+        await create(database)
+        with pytest.raises(DuplicateVenue):
+            await create(database, name=name)
+        with pytest.raises(DuplicateVenue):
+            await create(database, name=name.upper(), city="Ber\u00adlin")
+        stored = await create(
+            database, name=name, city=fullwidth("Hamburg"), address=fullwidth("X") + " 1"
+        )
+        assert (stored.name, stored.city, stored.address) == ("Tempodrom", "Hamburg", "X 1")
+        assert (await read(database, stored.id)).name == "Tempodrom"
 
     async def test_concurrent_creates_of_one_name_store_one(self, database: Database) -> None:
         attempts = (create(database) for _ in range(3))

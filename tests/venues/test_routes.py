@@ -16,7 +16,7 @@ from app.venues.cursor import Cursor
 from tests.conftest import RunningEmulator
 from tests.e2e.conftest import ADMIN, VIEWER, Recorder, bearer, gateway_settings
 from tests.servers import MemcachedProcess
-from tests.venues.conftest import TEMPODROM, VenueClient
+from tests.venues.conftest import TEMPODROM, VenueClient, fullwidth
 
 ROUTES = [
     ("GET", "/venues"),
@@ -132,6 +132,36 @@ class TestCreateVenue:
         assert_error(response, 409, "conflict")
         listed = await venues.request("GET", "/venues")
         assert len(listed.json()["items"]) == 1
+
+    async def test_lookalike_names_are_409(self, venues: VenueClient) -> None:
+        await venues.create()
+        for name in ("Tempo\u200bdrom", fullwidth("Tempodrom"), "\U0001d413empodrom"):
+            response = await venues.request(
+                "POST", "/venues", json={**TEMPODROM, "name": name, "city": "Ber\u00adlin"}
+            )
+            assert_error(response, 409, "conflict")
+        listed = (await venues.request("GET", "/venues", params={"q": fullwidth("tempo")})).json()
+        assert [venue["name"] for venue in listed["items"]] == ["Tempodrom"]
+
+    async def test_text_is_stored_normalised(self, venues: VenueClient) -> None:
+        body = await venues.create(
+            name="\U0001d413empo\u200bdrom",
+            city=fullwidth("Hamburg"),
+            address="Möckern\u00adstraße ①",
+        )
+        assert (body["name"], body["city"], body["address"]) == (
+            "Tempodrom",
+            "Hamburg",
+            "Möckernstraße 1",
+        )
+        assert (await venues.request("GET", f"/venues/{body['id']}")).json() == body
+
+    async def test_bidi_controls_are_422(self, venues: VenueClient) -> None:
+        for field, value in (("name", "Tempo\u202edrom"), ("city", "\u2067Berlin\u2069")):
+            response = await venues.request("POST", "/venues", json={**TEMPODROM, field: value})
+            body = assert_error(response, 422, "invalid_request")
+            assert body["details"][0]["loc"] == ["body", field], body
+        assert (await venues.request("GET", "/venues")).json()["items"] == []
 
     async def test_same_name_in_another_city_is_fine(self, venues: VenueClient) -> None:
         await venues.create()
@@ -319,6 +349,22 @@ class TestUpdateVenue:
             assert_error(response, 412, "precondition_failed")
         assert (await venues.request("GET", f"/venues/{venue['id']}")).json() == venue
 
+    async def test_an_etag_spelt_differently_is_412(self, venues: VenueClient) -> None:
+        venue = await venues.create()
+        for if_match in ('"01"', '" 1"', '"1 "', '"+1"', '"01", W/"1"'):
+            response = await venues.request(
+                "PATCH",
+                f"/venues/{venue['id']}",
+                json={"capacity": 4000},
+                headers={"If-Match": if_match},
+            )
+            assert_error(response, 412, "precondition_failed")
+            response = await venues.request(
+                "DELETE", f"/venues/{venue['id']}", headers={"If-Match": if_match}
+            )
+            assert_error(response, 412, "precondition_failed")
+        assert (await venues.request("GET", f"/venues/{venue['id']}")).json() == venue
+
     async def test_star_or_a_list_with_the_current_etag_matches(self, venues: VenueClient) -> None:
         venue = await venues.create()
         for version, if_match in enumerate(("*", '"9", "2"'), start=2):
@@ -371,6 +417,25 @@ class TestUpdateVenue:
             headers={"If-Match": '"1"'},
         )
         assert_error(response, 409, "conflict")
+        assert (await venues.request("GET", f"/venues/{other['id']}")).json() == other
+
+    async def test_renaming_onto_a_lookalike_is_409(self, venues: VenueClient) -> None:
+        await venues.create()
+        other = await venues.create(name="Columbiahalle")
+        response = await venues.request(
+            "PATCH",
+            f"/venues/{other['id']}",
+            json={"name": fullwidth("Tempo") + "\u2060drom"},
+            headers={"If-Match": '"1"'},
+        )
+        assert_error(response, 409, "conflict")
+        response = await venues.request(
+            "PATCH",
+            f"/venues/{other['id']}",
+            json={"name": "Columbia\u202ehalle"},
+            headers={"If-Match": '"1"'},
+        )
+        assert_error(response, 422, "invalid_request")
         assert (await venues.request("GET", f"/venues/{other['id']}")).json() == other
 
     async def test_invalid_changes_are_422(self, venues: VenueClient) -> None:
