@@ -90,6 +90,7 @@ async def build_services(
         lifetime_s=settings.session.lifetime_s,
         timeout_s=settings.database.timeout_s,
         notify_channel=notify_channel(namespace),
+        leeway_s=settings.auth0.leeway_s,
     )
     revocations = RevocationList(store, sync_interval_s=settings.session.revocation_sync_s)
     resolver = PrincipalResolver(
@@ -115,7 +116,9 @@ async def build_services(
         grace_s=settings.session.refresh_grace_s,
         metrics=metrics,
         upstream_timeout_s=settings.auth0.timeout_s,
+        store_timeout_s=settings.database.timeout_s,
     )
+    stack.push_async_callback(flow.close)
     return Services(
         settings,
         http,

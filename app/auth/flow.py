@@ -29,7 +29,7 @@ import jwt
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from app.auth.resolver import PrincipalResolver
-from app.auth.sessions import Ended, SessionStore, TokenSession
+from app.auth.sessions import Ended, LoginRevoked, SessionStore, TokenSession
 from app.cache import secret_digest
 from app.cache.singleflight import SingleFlight
 from app.clients.auth0 import Auth0AuthClient, TokenSet
@@ -72,6 +72,7 @@ class AuthFlow:
         grace_s: int,
         metrics: Metrics | None = None,
         upstream_timeout_s: float = 5.0,
+        store_timeout_s: float = 5.0,
     ) -> None:
         self.metrics = metrics or Metrics()
         self._auth0 = auth0
@@ -79,14 +80,30 @@ class AuthFlow:
         self._store = store
         self._resolver = resolver
         self._grace_s = grace_s
-        # a refresh makes one token exchange and at most one JWKS fetch, each within the timeout
-        self._lease_s = 2 * upstream_timeout_s + 1
+        # a refresh makes one token exchange and at most one key-set fetch, and two writes; the
+        # whole of it is cut off a second before the lease ends, so no lease ever lapses under
+        # a refresh still running (another worker would then exchange the same refresh token)
+        self._lease_s = 2 * upstream_timeout_s + 2 * store_timeout_s + 2
         self._refreshes: SingleFlight[TokenResponse] = SingleFlight(self.metrics.refresh_waits.inc)
         self._tasks: set[asyncio.Task[None]] = set()
 
     @counted("login")
     async def login(self, username: str, password: str, *, client_ip: str | None) -> TokenResponse:
         """Exchange a username and password for an access token; keep the refresh token."""
+        try:
+            return await self._login_once(username, password, client_ip)
+        except LoginRevoked:
+            # Auth0 issued byte-for-byte the token a logout (or a block) denied this very second:
+            # its tokens carry no jti. The next second's login gets another token.
+            await asyncio.sleep(1.02 - time.time() % 1)
+        try:
+            return await self._login_once(username, password, client_ip)
+        except LoginRevoked:
+            raise UpstreamUnavailable("Log in again in a second.", retry_after=1) from None
+
+    async def _login_once(
+        self, username: str, password: str, client_ip: str | None
+    ) -> TokenResponse:
         tokens = await self._auth0.password_login(username, password, forwarded_for=client_ip)
         refresh = tokens.refresh_token
         if refresh is None:
@@ -105,6 +122,9 @@ class AuthFlow:
                 issued_at=_issued_at(claims),
                 expires_at=principal.expires_at,
             )
+        except LoginRevoked:
+            await self._revoke_all([refresh], "a login whose token was just logged out")
+            raise
         except GatewayError:
             # nothing here will ever use this refresh token: it must not stay live at Auth0
             await self._revoke_all([refresh], "a login that could not be completed")
@@ -166,7 +186,11 @@ class AuthFlow:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.2)
         try:
-            return await self._exchange(claimed, owner, old_token)
+            async with asyncio.timeout(self._lease_s - 1):
+                return await self._exchange(claimed, owner, old_token)
+        except TimeoutError:
+            self._background(self._store.release_refresh(claimed.session_id, owner))
+            raise UpstreamUnavailable("The refresh took too long; try again.") from None
         except BaseException:
             # the answer need not wait for the lease to be given back (it lapses by itself)
             self._background(self._store.release_refresh(claimed.session_id, owner))
@@ -200,8 +224,10 @@ class AuthFlow:
             await self._store.end_session(found.session_id, "refresh_rejected")
             raise
         refresh = tokens.refresh_token or found.refresh_token
-        if tokens.refresh_token is not None:
-            await self._store.keep_rotated(found.session_id, owner, tokens.refresh_token)
+        if tokens.refresh_token is not None and not await self._store.keep_rotated(
+            found.session_id, owner, tokens.refresh_token
+        ):
+            raise _lease_lost()
         try:
             claims = await self._validator.verify_jwt(tokens.access_token, issued=True)
         except Unauthorized as exc:
@@ -209,7 +235,7 @@ class AuthFlow:
             # key set unreachable); the session, rotated token kept, can try again
             raise UpstreamUnavailable("The new token cannot be checked yet.") from exc
         answer = _answer(tokens, claims)
-        completed = await self._store.complete_refresh(
+        outcome, replaced = await self._store.complete_refresh(
             session_id=found.session_id,
             owner=owner,
             old_token=old_token,
@@ -218,7 +244,9 @@ class AuthFlow:
             expires_at=int(claims["exp"]),
             answer=answer.model_dump_json().encode(),
         )
-        if not completed:
+        if outcome == "lost":
+            raise _lease_lost()
+        if outcome == "ended":
             # a logout (or a password change, a block) ended the session during the exchange:
             # what the exchange minted must die with it
             await self._revoke_all([refresh], "a refresh that lost to a logout")
@@ -229,6 +257,7 @@ class AuthFlow:
                 reason="logout",
             )
             raise _log_in_again("The session ended during the refresh; log in again.")
+        await self._revoke_all(replaced, "replacing a session")
         await self._remember(tokens, principal_claims=claims)
         return answer
 
@@ -240,9 +269,14 @@ class AuthFlow:
         await self._resolver.remember(tokens.access_token, principal)
 
     async def _apply(self, ended: Ended, why: str) -> None:
-        for revoked in ended.revocations:
-            await self._resolver.forget(revoked)
+        # at once: with memcached hanging, one by one would cost a timeout per token
+        await asyncio.gather(*(self._resolver.forget(revoked) for revoked in ended.revocations))
         await self._revoke_all(ended.refresh_tokens, why)
+
+    async def close(self) -> None:
+        """Wait for the lease releases still running (the app is stopping)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _revoke_all(self, refresh_tokens: list[SecretStr], why: str) -> None:
         if not refresh_tokens:
@@ -272,6 +306,11 @@ def _answer(tokens: TokenSet, claims: dict[str, Any]) -> TokenResponse:
 def _issued_at(claims: dict[str, Any]) -> int:
     iat = claims.get("iat")
     return int(iat) if isinstance(iat, int | float) else int(time.time())
+
+
+def _lease_lost() -> UpstreamUnavailable:
+    log.warning("a refresh outlived its lease; another worker may be refreshing that session")
+    return UpstreamUnavailable("The refresh could not be completed; try again.")
 
 
 def _log_in_again(description: str) -> Unauthorized:

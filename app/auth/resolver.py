@@ -212,11 +212,15 @@ class PrincipalResolver:
         digest = _digest(key)
         if self._revocations.denies(digest, principal.sub, principal.issued_at):
             return True
-        if time.monotonic() < self._store_down_until:
+        if time.monotonic() < self._store_down_until and self._revocations.loaded:
             return False
         try:
             return await self._store.is_revoked(digest, principal.sub, principal.issued_at)
         except SessionStoreUnavailable:
+            if not self._revocations.loaded:
+                # this process has never read the revocations: it cannot tell a logged-out
+                # token from a good one, so it says so (503) rather than guess
+                raise
             # Cached tokens keep working while the database is down; a new one is checked
             # against the revocations this process has read (none can be added meanwhile).
             self._store_down_until = time.monotonic() + _STORE_RETRY_S
@@ -256,7 +260,8 @@ class PrincipalResolver:
             email=info.get("email"),
             name=info.get("name"),
             expires_at=int(time.time() + ttl),
-            issued_at=int(time.time()),
+            # unknown: denied under any cut-off of its user (a block, a deletion)
+            issued_at=None,
             opaque=True,
         )
         if not principal.sub:

@@ -6,9 +6,9 @@ rows every ``sync_interval_s`` and, with PostgreSQL, as soon as a ``NOTIFY`` say
 ones. Each new revocation is handed to the listeners (the principal resolver drops the entries it
 denies from the in-process tier) and checked on every memcached hit.
 
-Rows are read by ``created_at`` with an overlap of :data:`OVERLAP_S`, so a transaction that
-committed late, or a replica whose clock runs behind, is not missed; applying a row twice is
-harmless.
+Rows are read by ``created_at``, which the database's clock stamps, from the database's clock
+at the previous read less an overlap of :data:`OVERLAP_S`, so a transaction that committed late
+is not missed and the replicas' own clocks do not matter; applying a row twice is harmless.
 """
 
 from __future__ import annotations
@@ -93,28 +93,37 @@ class RevocationList:
 
         Raises :class:`SessionStoreUnavailable` when the database does not answer.
         """
-        started = int(self._clock())
-        since = 0 if self._cursor is None else self._cursor - OVERLAP_S
-        entries = await self._store.revocations_since(since)
+        since = None if self._cursor is None else self._cursor - OVERLAP_S
+        entries, clock = await self._store.revocations_since(since)
         for entry in entries:
             self.add(entry)
-        self._cursor = started
+        self._cursor = clock
         self.synced_at = time.monotonic()
-        self._forget_expired(started)
+        self._forget_expired(int(self._clock()))
         return len(entries)
+
+    @property
+    def loaded(self) -> bool:
+        """True once the revocations in force have been read at least once."""
+        return self.synced_at is not None
 
     async def run(self) -> None:
         """Keep in step until cancelled: every ``sync_interval_s``, and on :meth:`wake`."""
         while True:
             try:
                 await self.sync()
-            except SessionStoreUnavailable:
+            except Exception as exc:  # the loop must outlive any failure, or logouts stop arriving
                 now = time.monotonic()
                 if now - self._last_warning >= _WARN_EVERY_S:
                     self._last_warning = now
-                    log.warning(
-                        "revocations could not be read from the database; logouts recorded "
-                        "elsewhere reach this process when it answers again"
+                    level = logging.WARNING
+                    if not isinstance(exc, SessionStoreUnavailable):
+                        level = logging.ERROR
+                    log.log(
+                        level,
+                        "revocations could not be read (%s); logouts recorded elsewhere reach "
+                        "this process when it succeeds again",
+                        type(exc).__name__,
                     )
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.sync_interval_s):
@@ -180,7 +189,11 @@ async def listen(database_url: str, channel: str, on_notify: Callable[[], None])
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # any failure: reconnect after a pause
-            log.info("revocation listener disconnected (%s); reconnecting", type(exc).__name__)
+            # polling still runs: a lost listener only delays logouts to the sync interval
+            log.warning(
+                "revocation listener disconnected (%s); reconnecting, polling meanwhile",
+                type(exc).__name__,
+            )
         finally:
             if connection is not None and not connection.is_closed():
                 with contextlib.suppress(Exception):

@@ -20,10 +20,25 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import SecretStr
-from sqlalchemy import Insert, and_, delete, func, insert, literal, or_, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Insert,
+    and_,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -40,6 +55,11 @@ CUTOFF_KEEP_S = 2_592_000 + 86_400
 #: How long an ended session's rows stay for operators to look at before pruning removes them.
 ENDED_KEEP_S = 86_400
 _IN_CHUNK = 500
+#: Sessions a user may have ended per transaction; a mass end commits in batches of this many.
+_END_BATCH = 500
+
+RefreshOutcome = Literal["moved", "ended", "lost"]
+"""What became of a refresh's move: done; the session ended meanwhile; the lease lapsed."""
 
 
 @dataclass(frozen=True)
@@ -86,8 +106,18 @@ class Pruned:
     revocations: int
 
 
+class LoginRevoked(Exception):
+    """The new access token is one a logout denied (an identical token within one second)."""
+
+
 class SessionStore:
-    """Sessions, lineage and revocations in the database."""
+    """Sessions, lineage and revocations in the database.
+
+    Times that order events between replicas (the refresh lease, when a revocation was
+    recorded) come from the database's clock, so replicas whose clocks disagree still agree on
+    them; a revocation is kept until its token's ``exp`` plus ``leeway_s`` (the leeway the
+    validator grants).
+    """
 
     def __init__(
         self,
@@ -97,6 +127,7 @@ class SessionStore:
         lifetime_s: int,
         timeout_s: float = 5.0,
         notify_channel: str | None = None,
+        leeway_s: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``notify_channel``: PostgreSQL ``NOTIFY`` channel told of every new revocation."""
@@ -107,10 +138,17 @@ class SessionStore:
         self._postgres = engine.dialect.name == "postgresql"
         self.notify_channel = notify_channel if self._postgres else None
         self._clock = clock
+        self._leeway_s = leeway_s
 
     def now(self) -> int:
         """The store's clock, Unix seconds."""
         return int(self._clock())
+
+    def _db_now(self) -> ColumnElement[int]:
+        """The database's clock, Unix seconds, as an SQL expression."""
+        if self._postgres:
+            return cast(func.floor(func.extract("epoch", func.now())), BigInteger)
+        return cast(func.strftime("%s", "now"), BigInteger)
 
     async def start(
         self,
@@ -140,6 +178,12 @@ class SessionStore:
         }
         token = {"issued_at": issued_at, "expires_at": expires_at}
         async with self._guard("start a session"):
+            async with self._engine.connect() as conn:
+                denied = await conn.execute(
+                    select(literal(1)).where(Revocation.token_hash == digest).limit(1)
+                )
+                if denied.first() is not None:
+                    raise LoginRevoked()
             try:
                 async with self._engine.begin() as conn:
                     await conn.execute(insert(AuthSession).values(row))
@@ -217,7 +261,7 @@ class SessionStore:
         when it may not (no such session, ended, ``access_token`` already refreshed, or another
         holds the lease): :meth:`find` then tells which.
         """
-        now = self.now()
+        now, db_now = self.now(), self._db_now()
         current = (
             select(SessionToken.session_id)
             .where(
@@ -232,9 +276,9 @@ class SessionStore:
                 AuthSession.id == current,
                 AuthSession.ended_at.is_(None),
                 AuthSession.expires_at > now,
-                or_(AuthSession.refreshing_until.is_(None), AuthSession.refreshing_until < now),
+                or_(AuthSession.refreshing_until.is_(None), AuthSession.refreshing_until < db_now),
             )
-            .values(refresh_owner=owner, refreshing_until=now + max(1, int(lease_s + 0.999)))
+            .values(refresh_owner=owner, refreshing_until=db_now + max(1, int(lease_s + 0.999)))
             .returning(
                 AuthSession.id, AuthSession.sub, AuthSession.refresh_token, AuthSession.expires_at
             )
@@ -272,9 +316,10 @@ class SessionStore:
         except SessionStoreUnavailable:
             pass
 
-    async def keep_rotated(self, session_id: str, owner: str, refresh_token: SecretStr) -> None:
+    async def keep_rotated(self, session_id: str, owner: str, refresh_token: SecretStr) -> bool:
         """Store the refresh token Auth0 rotated to, before anything else can fail: the old one
-        is dead at Auth0 and presenting it again would be reuse."""
+        is dead at Auth0 and presenting it again would be reuse. False when the lease is no
+        longer this owner's."""
         sealed = self._cipher.encrypt(refresh_token.get_secret_value().encode())
         statement = (
             update(AuthSession)
@@ -282,7 +327,7 @@ class SessionStore:
             .values(refresh_token=sealed)
         )
         async with self._guard("keep a rotated refresh token"), self._engine.begin() as conn:
-            await conn.execute(statement)
+            return (await conn.execute(statement)).rowcount == 1
 
     async def complete_refresh(
         self,
@@ -294,9 +339,14 @@ class SessionStore:
         issued_at: int,
         expires_at: int,
         answer: bytes,
-    ) -> bool:
-        """Move the session to ``new_token``; False when the session ended meanwhile (a logout
-        won the race, and what this refresh minted must be revoked)."""
+    ) -> tuple[RefreshOutcome, list[SecretStr]]:
+        """Move the session to ``new_token``.
+
+        ``"ended"``: a logout (or a block, a password change) won the race, and what this
+        refresh minted must be revoked. ``"lost"``: the lease lapsed and another worker may be
+        refreshing; nothing moved. With ``"moved"`` come the refresh tokens of sessions that an
+        identical token took over (to revoke).
+        """
         now = self.now()
         old, new = secret_digest(old_token), secret_digest(new_token)
         async with self._guard("complete a refresh"), self._engine.begin() as conn:
@@ -310,9 +360,24 @@ class SessionStore:
                 .values(refreshed_at=now, refresh_owner=None, refreshing_until=None)
             )
             if moved.rowcount != 1:
-                return False
+                ended = await conn.execute(
+                    select(AuthSession.ended_at).where(AuthSession.id == session_id)
+                )
+                return ("lost" if ended.scalar() is None else "ended"), []
             if new == old:  # a refresh within the same second may return the very same token
-                return True
+                return "moved", []
+            # a login of the same user in the same second may hold the very same token already
+            taken = await conn.execute(
+                update(AuthSession)
+                .where(
+                    AuthSession.id == _session_of(new),
+                    AuthSession.id != session_id,
+                    AuthSession.ended_at.is_(None),
+                )
+                .values(ended_at=now, end_reason="replaced")
+                .returning(AuthSession.refresh_token)
+            )
+            replaced = self._decrypt_all(value for (value,) in taken.all())
             await conn.execute(
                 update(SessionToken)
                 .where(SessionToken.token_hash == old)
@@ -327,7 +392,7 @@ class SessionStore:
                     set_={**values, "refreshed_at": None, "successor": None},
                 )
             )
-        return True
+        return "moved", replaced
 
     async def end_session(self, session_id: str, reason: str) -> None:
         """End one session without revoking its access tokens (Auth0 refused its refresh)."""
@@ -354,16 +419,19 @@ class SessionStore:
                 .returning(AuthSession.refresh_token)
             )
             ended.refresh_tokens = self._decrypt_all(value for (value,) in result.all())
-            if expires_at > now:
-                await self._deny(conn, [RevocationEntry(digest, sub, None, expires_at)], now)
-                ended.revocations.append(RevocationEntry(digest, sub, None, expires_at))
+            until = expires_at + self._leeway_s
+            if until > now:
+                await self._deny(conn, [RevocationEntry(digest, sub, None, until)])
+                ended.revocations.append(RevocationEntry(digest, sub, None, until))
             session_id = (
                 await conn.execute(
                     select(SessionToken.session_id).where(SessionToken.token_hash == digest)
                 )
             ).scalar()
             if session_id is not None:
-                ended.revocations += await self._deny_chains(conn, [session_id], sub, now)
+                ended.revocations += await self._deny_tokens(
+                    conn, SessionToken.session_id == session_id, sub, now
+                )
             await self._notify(conn)
         return ended
 
@@ -372,44 +440,58 @@ class SessionStore:
     ) -> Ended:
         """End every session of ``sub`` but the one of access token ``keep``, however many.
 
-        The ended sessions' access tokens are denied one by one. ``cutoff`` (a block, a
-        deletion) also denies every token of the user issued before this second, gateway
-        session or not; a token issued later in this second (a login right after an unblock)
-        stays valid.
+        Every unexpired access token of the user's other sessions is denied, whatever state the
+        session is in. ``cutoff`` (a block, a deletion) first records, in a transaction of its
+        own, that every token of the user issued before this second is dead, gateway session or
+        not; a token issued later in this second (a login right after an unblock) stays valid.
+        Sessions are then ended in batches, each committed by itself, so no user has too many.
         """
         now = self.now()
         ended = Ended()
-        conditions = [AuthSession.sub == sub, AuthSession.ended_at.is_(None)]
-        if keep is not None:
-            kept = _session_of(secret_digest(keep))
-            conditions.append(or_(kept.is_(None), AuthSession.id != kept))
-        async with self._guard("end a user's sessions"), self._engine.begin() as conn:
-            if cutoff:
-                entry = RevocationEntry(None, sub, now, now + CUTOFF_KEEP_S)
-                await self._deny(conn, [entry], now, reason=reason)
-                ended.revocations.append(entry)
-            result = await conn.execute(
-                update(AuthSession)
-                .where(*conditions)
-                .values(ended_at=now, end_reason=reason)
-                .returning(AuthSession.id, AuthSession.refresh_token)
+        kept = None if keep is None else _session_of(secret_digest(keep))
+        if cutoff:
+            entry = RevocationEntry(None, sub, now, now + CUTOFF_KEEP_S)
+            async with self._guard("record a cut-off"), self._engine.begin() as conn:
+                await self._deny(conn, [entry], reason=reason)
+                await self._notify(conn)
+            ended.revocations.append(entry)
+        others = [AuthSession.sub == sub]
+        if kept is not None:
+            others.append(or_(kept.is_(None), AuthSession.id != kept))
+        while True:
+            batch = (
+                select(AuthSession.id)
+                .where(*others, AuthSession.ended_at.is_(None))
+                .limit(_END_BATCH)
+                .scalar_subquery()
             )
-            rows = result.all()
-            ended.refresh_tokens = self._decrypt_all(value for (_, value) in rows)
-            if rows:
-                ids = [session_id for (session_id, _) in rows]
-                ended.revocations += await self._deny_chains(conn, ids, sub, now, reason=reason)
+            async with self._guard("end a user's sessions"), self._engine.begin() as conn:
+                result = await conn.execute(
+                    update(AuthSession)
+                    .where(AuthSession.id.in_(batch))
+                    .values(ended_at=now, end_reason=reason)
+                    .returning(AuthSession.refresh_token)
+                )
+                rows = result.all()
+            ended.refresh_tokens += self._decrypt_all(value for (value,) in rows)
+            if len(rows) < _END_BATCH:
+                break
+        of_user = select(AuthSession.id).where(*others).scalar_subquery()
+        async with self._guard("deny a user's tokens"), self._engine.begin() as conn:
+            ended.revocations += await self._deny_tokens(
+                conn, SessionToken.session_id.in_(of_user), sub, now, reason=reason
+            )
             await self._notify(conn)
         return ended
 
     async def deny(self, access_token: str, *, sub: str, expires_at: int, reason: str) -> None:
         """Deny one access token until it expires (one a refresh minted after a logout)."""
-        now = self.now()
-        if expires_at <= now:
+        until = expires_at + self._leeway_s
+        if until <= self.now():
             return
-        entry = RevocationEntry(secret_digest(access_token), sub, None, expires_at)
+        entry = RevocationEntry(secret_digest(access_token), sub, None, until)
         async with self._guard("deny a token"), self._engine.begin() as conn:
-            await self._deny(conn, [entry], now, reason=reason)
+            await self._deny(conn, [entry], reason=reason)
             await self._notify(conn)
 
     async def is_revoked(self, token_hash: str, sub: str, issued_at: int | None) -> bool:
@@ -427,14 +509,18 @@ class SessionStore:
         async with self._guard("check a revocation"), self._engine.connect() as conn:
             return (await conn.execute(query)).first() is not None
 
-    async def revocations_since(self, since: int) -> list[RevocationEntry]:
-        """Revocations recorded at or after ``since`` and still in force."""
+    async def revocations_since(self, since: int | None) -> tuple[list[RevocationEntry], int]:
+        """Revocations still in force recorded at or after ``since`` (None: all), and the
+        database's clock now (the next ``since``, less an overlap)."""
         query = select(
             Revocation.token_hash, Revocation.sub, Revocation.issued_before, Revocation.expires_at
-        ).where(Revocation.created_at >= since, Revocation.expires_at > self.now())
+        ).where(Revocation.expires_at > self.now())
+        if since is not None:
+            query = query.where(Revocation.created_at >= since)
         async with self._guard("read revocations"), self._engine.connect() as conn:
+            clock = int((await conn.execute(select(self._db_now()))).scalar_one())
             rows = (await conn.execute(query)).all()
-        return [RevocationEntry(*row) for row in rows]
+        return [RevocationEntry(*row) for row in rows], clock
 
     async def count_live_sessions(self, sub: str) -> int:
         """How many of ``sub``'s sessions are live (for operators and tests)."""
@@ -450,9 +536,14 @@ class SessionStore:
         """Remove expired sessions (and their tokens), sessions ended over a day ago, and
         revocations of tokens that have expired."""
         now = self.now()
-        gone = or_(
-            AuthSession.expires_at <= now,
-            AuthSession.ended_at <= now - ENDED_KEEP_S,
+        unexpired_token = exists().where(
+            SessionToken.session_id == AuthSession.id, SessionToken.expires_at > now
+        )
+        # a session goes once nothing of it can be used: a logout or a password change may
+        # still need to find its last tokens (and deny them) until they expire
+        gone = and_(
+            or_(AuthSession.expires_at <= now, AuthSession.ended_at <= now - ENDED_KEEP_S),
+            ~unexpired_token,
         )
         doomed = select(AuthSession.id).where(gone).scalar_subquery()
         async with self._guard("prune"), self._engine.begin() as conn:
@@ -467,7 +558,6 @@ class SessionStore:
         self,
         conn: AsyncConnection,
         entries: Sequence[RevocationEntry],
-        now: int,
         *,
         reason: str = "logout",
     ) -> None:
@@ -477,34 +567,35 @@ class SessionStore:
                 "sub": e.sub,
                 "issued_before": e.issued_before,
                 "expires_at": e.expires_at,
-                "created_at": now,
                 "reason": reason,
             }
             for e in entries
         ]
-        await conn.execute(_insert(conn, Revocation).on_conflict_do_nothing(), rows)
+        # recorded on the database's clock: every replica reads new rows by it
+        statement = _insert(conn, Revocation).values(created_at=self._db_now())
+        await conn.execute(statement.on_conflict_do_nothing(), rows)
 
-    async def _deny_chains(
+    async def _deny_tokens(
         self,
         conn: AsyncConnection,
-        session_ids: Sequence[str],
+        which: ColumnElement[bool],
         sub: str,
         now: int,
         *,
         reason: str = "logout",
     ) -> list[RevocationEntry]:
-        """Deny every unexpired access token of the sessions ``session_ids``."""
-        entries: list[RevocationEntry] = []
-        for start in range(0, len(session_ids), _IN_CHUNK):
-            chunk = session_ids[start : start + _IN_CHUNK]
-            rows = await conn.execute(
-                select(SessionToken.token_hash, SessionToken.expires_at).where(
-                    SessionToken.session_id.in_(chunk), SessionToken.expires_at > now
-                )
+        """Deny every access token of the session tokens ``which`` selects that can still be
+        used (its ``exp`` plus the leeway not past)."""
+        rows = await conn.execute(
+            select(SessionToken.token_hash, SessionToken.expires_at).where(
+                which, SessionToken.expires_at + self._leeway_s > now
             )
-            entries += [RevocationEntry(digest, sub, None, exp) for digest, exp in rows.all()]
-        if entries:
-            await self._deny(conn, entries, now, reason=reason)
+        )
+        entries = [
+            RevocationEntry(digest, sub, None, exp + self._leeway_s) for digest, exp in rows.all()
+        ]
+        for start in range(0, len(entries), _IN_CHUNK):
+            await self._deny(conn, entries[start : start + _IN_CHUNK], reason=reason)
         return entries
 
     async def _notify(self, conn: AsyncConnection) -> None:

@@ -153,8 +153,9 @@ class UserService:
         if not user.email:
             raise BadRequest("This account has no email to log in with.", code="unsupported")
         await self._check_password(sub, user.email, deletion.current_password, client_ip)
-        await self._interactive.delete_user(sub)
+        # the gateway's record first: should Auth0 fail, a retry still finds the user there
         await self._sessions.end_user_sessions(sub, cutoff=True, reason="user_deleted")
+        await self._interactive.delete_user(sub)
 
     # -- admin ---------------------------------------------------------------------------
 
@@ -167,16 +168,16 @@ class UserService:
         return await self._admin.get_user(user_id)
 
     async def update(self, user_id: str, patch: AdminPatch) -> Auth0User:
-        """Change a user; blocking also ends the user's sessions here."""
-        user = await self._admin.update_user(user_id, patch.changes())
+        """Change a user; blocking also ends the user's sessions here (first, so a database
+        that cannot record it leaves the user unblocked at Auth0 too, and a retry does both)."""
         if patch.blocked:
             await self._sessions.end_user_sessions(user_id, cutoff=True, reason="user_blocked")
-        return user
+        return await self._admin.update_user(user_id, patch.changes())
 
     async def delete(self, user_id: str) -> None:
-        """Delete a user and end the user's sessions here."""
-        await self._admin.delete_user(user_id)
+        """End the user's sessions here, then delete the user at Auth0."""
         await self._sessions.end_user_sessions(user_id, cutoff=True, reason="user_deleted")
+        await self._admin.delete_user(user_id)
 
     # -- plumbing ------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from app.auth.cipher import SessionCipher
 from app.auth.models import AuthSession
 from app.auth.revocations import RevocationList
-from app.auth.sessions import SessionStore
+from app.auth.sessions import LoginRevoked, SessionStore
 from app.cache import secret_digest
 from app.db.engine import Database, create_engine
 from app.http.errors import SessionStoreUnavailable
@@ -53,7 +53,7 @@ async def refresh(store: SessionStore, old: str, new: str) -> None:
     claimed = await store.claim_refresh(old, "me", 10)
     assert claimed is not None
     now = int(time.time())
-    moved = await store.complete_refresh(
+    outcome, replaced = await store.complete_refresh(
         session_id=claimed.session_id,
         owner="me",
         old_token=old,
@@ -62,7 +62,7 @@ async def refresh(store: SessionStore, old: str, new: str) -> None:
         expires_at=now + 600,
         answer=b'{"access_token": "%s"}' % new.encode(),
     )
-    assert moved
+    assert (outcome, replaced) == ("moved", [])
 
 
 class TestSessions:
@@ -129,7 +129,7 @@ class TestRefreshLease:
         assert claimed is not None
         await store.end_chain("t1", sub=SUB, expires_at=int(time.time()) + 600)
         now = int(time.time())
-        moved = await store.complete_refresh(
+        outcome, _ = await store.complete_refresh(
             session_id=claimed.session_id,
             owner="me",
             old_token="t1",
@@ -138,7 +138,7 @@ class TestRefreshLease:
             expires_at=now + 600,
             answer=b"{}",
         )
-        assert not moved
+        assert outcome == "ended"
         assert await store.find("t2") is None
 
 
@@ -244,3 +244,126 @@ class TestUnreachable:
                 await store.end_chain("t1", sub=SUB, expires_at=int(time.time()) + 60)
         finally:
             await engine.dispose()
+
+
+class TestFromTheReview:
+    async def test_a_lapsed_lease_is_lost_not_ended(self, store: SessionStore) -> None:
+        await start(store, "t1")
+        first = await store.claim_refresh("t1", "slow", 1)
+        assert first is not None
+        await asyncio.sleep(2.1)  # the lease (1 s, on the database's clock) lapses
+        second = await store.claim_refresh("t1", "fast", 10)
+        assert second is not None
+        assert not await store.keep_rotated(first.session_id, "slow", SecretStr("rotated"))
+        now = int(time.time())
+        outcome, _ = await store.complete_refresh(
+            session_id=first.session_id,
+            owner="slow",
+            old_token="t1",
+            new_token="t2",
+            issued_at=now,
+            expires_at=now + 600,
+            answer=b"{}",
+        )
+        assert outcome == "lost"
+        found = await store.find("t1")
+        assert found is not None
+        assert not found.ended
+        assert found.refresh_token.get_secret_value() == REFRESH
+
+    async def test_a_replica_whose_clock_runs_behind_is_not_missed(
+        self, store: SessionStore, database: Database
+    ) -> None:
+        revocations = RevocationList(store, sync_interval_s=60)
+        await revocations.sync()
+        behind = SessionStore(
+            database.engine,
+            SessionCipher.ephemeral(),
+            lifetime_s=3_600,
+            clock=lambda: time.time() - 90,
+        )
+        await behind.end_chain("t1", sub=SUB, expires_at=int(time.time()) + 600)
+        await revocations.sync()
+        assert revocations.denies(secret_digest("t1"), SUB, None)
+
+    async def test_a_password_change_denies_tokens_of_sessions_already_ended(
+        self, store: SessionStore
+    ) -> None:
+        await start(store, "t1")
+        found = await store.find("t1")
+        assert found is not None
+        await store.end_session(found.session_id, "refresh_rejected")
+        await start(store, "mine")
+        await store.end_user_sessions(SUB, keep="mine", reason="password_change")
+        assert await store.is_revoked(secret_digest("t1"), SUB, int(time.time()))
+        assert not await store.is_revoked(secret_digest("mine"), SUB, int(time.time()))
+
+    async def test_prune_keeps_a_session_while_a_token_of_it_can_be_used(
+        self, database: Database
+    ) -> None:
+        clock = [time.time()]
+        store = SessionStore(
+            database.engine, SessionCipher.ephemeral(), lifetime_s=60, clock=lambda: clock[0]
+        )
+        await start(store, "t1")  # its token lives 600 s, the session 60 s
+        clock[0] += 120
+        assert (await store.prune()).sessions == 0
+        await store.end_user_sessions(SUB, reason="password_change")
+        assert await store.is_revoked(secret_digest("t1"), SUB, None)
+        clock[0] += 600
+        assert (await store.prune()).sessions == 1
+
+    async def test_ending_many_sessions_commits_in_batches(
+        self, store: SessionStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr("app.auth.sessions._END_BATCH", 7)
+        for i in range(20):
+            await start(store, f"t{i}", refresh=f"r{i}")
+        ended = await store.end_user_sessions(SUB, cutoff=True, reason="user_blocked")
+        assert len(ended.refresh_tokens) == 20
+        assert await store.count_live_sessions(SUB) == 0
+        assert await store.is_revoked(secret_digest("t19"), SUB, int(time.time()) + 60)
+
+    async def test_a_revocation_outlives_the_expiry_leeway(self, database: Database) -> None:
+        store = SessionStore(database.engine, SessionCipher.ephemeral(), lifetime_s=60, leeway_s=10)
+        # expired 5 s ago, still accepted for 5 s more by a validator with 10 s of leeway
+        await store.end_chain("t1", sub=SUB, expires_at=int(time.time()) - 5)
+        assert await store.is_revoked(secret_digest("t1"), SUB, None)
+        revocations = RevocationList(store, sync_interval_s=60)
+        await revocations.sync()
+        assert revocations.denies(secret_digest("t1"), SUB, None)
+
+    async def test_a_refresh_that_mints_a_token_of_another_session_ends_that_session(
+        self, store: SessionStore
+    ) -> None:
+        await start(store, "t1", refresh="r1")
+        await start(store, "t2", refresh="r2")  # a login that got the very token t1 refreshes to
+        claimed = await store.claim_refresh("t1", "me", 10)
+        assert claimed is not None
+        now = int(time.time())
+        outcome, replaced = await store.complete_refresh(
+            session_id=claimed.session_id,
+            owner="me",
+            old_token="t1",
+            new_token="t2",
+            issued_at=now,
+            expires_at=now + 600,
+            answer=b"{}",
+        )
+        assert outcome == "moved"
+        assert [r.get_secret_value() for r in replaced] == ["r2"]
+        assert await store.count_live_sessions(SUB) == 1
+
+    async def test_a_login_that_gets_a_logged_out_token_is_refused(
+        self, store: SessionStore
+    ) -> None:
+        await store.end_chain("same", sub=SUB, expires_at=int(time.time()) + 60)
+        now = int(time.time())
+        with pytest.raises(LoginRevoked):
+            await store.start(
+                sub=SUB,
+                refresh_token=SecretStr("r"),
+                access_token="same",
+                issued_at=now,
+                expires_at=now + 60,
+            )
