@@ -22,7 +22,7 @@ from tests.servers import MemcachedProcess
 
 ADMIN = ("admin@venues.local", "Admin-Passw0rd!")
 VIEWER = ("viewer@venues.local", "Viewer-Passw0rd!")
-INTROSPECT_SECRET = "introspect-secret-of-the-venue-service"  # noqa: S105 - a test value
+INTROSPECT_SECRET = "introspect-secret-of-the-venue-service"
 
 
 def gateway_settings(
