@@ -48,7 +48,10 @@ def serve(
         str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.", envvar="GATEWAY_LOG_LEVEL")
     ] = "INFO",
 ) -> None:
-    """Serve the gateway under uvicorn (JSON logs on stdout); settings from GATEWAY_* variables."""
+    """Serve the gateway under uvicorn (JSON logs on stdout); settings from GATEWAY_* variables.
+
+    Header limits and read timeouts come from GATEWAY_SERVER__* (docs/operations.md).
+    """
     from app.server import run
 
     run(
@@ -101,7 +104,7 @@ def dev(
     """Run the emulator with the demo tenant and the gateway against it (GATEWAY_ENV=local)."""
     from app.main import create_app
     from app.observability.logging import uvicorn_log_config
-    from app.server import SERVER_OPTIONS
+    from app.server import server_options
     from emulator.app import create_emulator_app
     from emulator.state import Tenant
     from settings import Environment, load_settings
@@ -126,7 +129,7 @@ def dev(
                 host="127.0.0.1",
                 port=port,
                 log_config=uvicorn_log_config(settings.log_level, log_format),
-                **SERVER_OPTIONS,
+                **server_options(settings.server),
             )
         ),
     ]

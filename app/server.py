@@ -11,10 +11,15 @@
 - On SIGTERM uvicorn stops accepting, lets requests in flight finish for up to
   ``graceful_timeout_s`` seconds, runs the lifespan shutdown (closing memcached, the HTTP client
   and the database) and exits.
+- Each connection runs :class:`~app.http.connection_limits.LimitedHttpToolsProtocol`: 431 for
+  a header over ``GATEWAY_SERVER__MAX_HEADER_BYTES`` or with more than
+  ``GATEWAY_SERVER__MAX_HEADER_COUNT`` lines, and a connection closed when its header or body
+  is slower than ``GATEWAY_SERVER__HEADER_TIMEOUT_S`` / ``GATEWAY_SERVER__BODY_TIMEOUT_S``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -24,8 +29,10 @@ from typing import Any
 
 import uvicorn
 
+from app.http.connection_limits import LimitedHttpToolsProtocol
 from app.observability.logging import uvicorn_log_config
 from app.observability.metrics import MULTIPROC_ENV
+from settings.model import ServerSettings, load_settings
 
 APP_FACTORY = "app.main:create_app"
 
@@ -33,8 +40,21 @@ SERVER_OPTIONS: dict[str, Any] = {
     "proxy_headers": False,
     "server_header": False,
     "access_log": False,
+    "http": LimitedHttpToolsProtocol,
 }
-"""uvicorn options every way of serving the gateway shares (see the module docstring)."""
+"""uvicorn options every way of serving the gateway shares (see the module docstring); the
+connection limits are the defaults of :class:`~settings.model.ServerSettings` here, and
+:func:`server_options` applies configured ones."""
+
+
+def server_options(limits: ServerSettings) -> dict[str, Any]:
+    """:data:`SERVER_OPTIONS` with the connection limits of ``limits``.
+
+    uvicorn calls its ``http`` option to make each connection's protocol, so a partial carries
+    the limits; unlike a class made on the fly, it pickles, as ``--workers`` needs (uvicorn
+    hands its options to spawned worker processes).
+    """
+    return {**SERVER_OPTIONS, "http": functools.partial(LimitedHttpToolsProtocol, limits=limits)}
 
 
 @contextmanager
@@ -79,8 +99,12 @@ def shared_local_session_key(workers: int) -> Iterator[None]:
 
 
 def run(*, host: str, port: int, workers: int, graceful_timeout_s: int, log_level: str) -> None:
-    """Serve ``create_app`` (a factory: settings are read in each worker) until signalled."""
+    """Serve ``create_app`` (a factory: settings are read in each worker) until signalled.
+
+    The connection limits (``GATEWAY_SERVER__*``) are read here, once, for every worker.
+    """
     level = log_level.upper()
+    limits = load_settings().server
     with multiprocess_metrics_dir(workers), shared_local_session_key(workers):
         uvicorn.run(
             APP_FACTORY,
@@ -91,5 +115,5 @@ def run(*, host: str, port: int, workers: int, graceful_timeout_s: int, log_leve
             timeout_graceful_shutdown=graceful_timeout_s,
             log_config=uvicorn_log_config(level),
             log_level=level.lower(),
-            **SERVER_OPTIONS,
+            **server_options(limits),
         )

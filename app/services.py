@@ -67,7 +67,7 @@ async def build_services(
             headers={"User-Agent": "venue-gateway"},
         )
     )
-    cache = build_cache(settings.cache)
+    cache = build_cache(settings.cache, observer=metrics)
     stack.push_async_callback(cache.close)
     auth0 = Auth0AuthClient(http, settings.auth0, on_call=metrics.observe_auth0_call)
     jwks = JwksCache(

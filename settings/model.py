@@ -114,6 +114,24 @@ class CacheSettings(BaseModel):
     )
     timeout_s: float = Field(default=0.25, gt=0, le=10)
     pool_size: int = Field(default=32, ge=1, le=1024)
+    breaker_threshold: int = Field(
+        default=3,
+        ge=1,
+        le=1000,
+        description=(
+            "Consecutive memcached commands that time out before the circuit breaker opens: "
+            "then every operation is answered as a miss at once, without waiting for memcached."
+        ),
+    )
+    breaker_cooldown_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description=(
+            "While the breaker is open, one background probe (version) every this many seconds; "
+            "the first one answered closes the breaker."
+        ),
+    )
     local_ttl_s: float = Field(default=5.0, ge=0, le=300)
     local_max_entries: int = Field(default=10_000, ge=0)
 
@@ -259,6 +277,35 @@ class UsersSettings(BaseModel):
     )
 
 
+class ServerSettings(BaseModel):
+    """Limits on each HTTP connection, applied by the server before a request reaches the app."""
+
+    max_header_bytes: int = Field(
+        default=32_768,
+        ge=1_024,
+        le=1_048_576,
+        description="The request line and header lines of one request, in bytes; beyond: 431.",
+    )
+    max_header_count: int = Field(
+        default=100, ge=1, le=10_000, description="Header lines in one request; beyond: 431."
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description=(
+            "How long a new connection, or a request once begun, may take to send its whole "
+            "header: then 408 and the connection is closed (closed silently if nothing came)."
+        ),
+    )
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="How long a request's body may take to arrive after its header; then closed.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything the gateway is configured with."""
 
@@ -300,6 +347,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     introspection: IntrospectionSettings = Field(default_factory=IntrospectionSettings)
     users: UsersSettings = Field(default_factory=UsersSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
     trusted_proxies: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = (
         Field(default_factory=list)
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from app.cache.base import Cache
+from app.cache.breaker import Breaker, BreakerObserver, BreakerState
 from app.cache.keys import MAX_KEY_BYTES, cache_key, digest_key, secret_digest
 from app.cache.local import LocalTier
 from app.cache.memcached import MemcachedCache, last_operation_failed
@@ -19,6 +20,9 @@ from settings.model import CacheSettings
 
 __all__ = [
     "MAX_KEY_BYTES",
+    "Breaker",
+    "BreakerObserver",
+    "BreakerState",
     "Cache",
     "LocalTier",
     "MemcachedCache",
@@ -31,10 +35,18 @@ __all__ = [
 ]
 
 
-def build_cache(settings: CacheSettings) -> Cache:
-    """The cache ``settings.url`` names: :class:`MemoryCache` or :class:`MemcachedCache`."""
+def build_cache(settings: CacheSettings, *, observer: BreakerObserver | None = None) -> Cache:
+    """The cache ``settings.url`` names: :class:`MemoryCache` or :class:`MemcachedCache`.
+
+    ``observer`` (the metrics) hears of memcached's circuit breaker.
+    """
     if urlsplit(settings.url).scheme == "memory":
         return MemoryCache()
     return MemcachedCache.from_url(
-        settings.url, pool_size=settings.pool_size, timeout_s=settings.timeout_s
+        settings.url,
+        pool_size=settings.pool_size,
+        timeout_s=settings.timeout_s,
+        breaker_threshold=settings.breaker_threshold,
+        breaker_cooldown_s=settings.breaker_cooldown_s,
+        observer=observer,
     )

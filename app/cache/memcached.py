@@ -1,4 +1,5 @@
-"""memcached over aiomcache: a bounded connection pool where every failure is a miss."""
+"""memcached over aiomcache: a bounded connection pool where every failure is a miss, behind a
+circuit breaker (:mod:`app.cache.breaker`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from urllib.parse import urlsplit
 
 import aiomcache
 from aiomcache.pool import Connection
+
+from app.cache.breaker import Breaker, BreakerObserver
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +43,13 @@ class _Client(aiomcache.Client):
 
 class _Outcome(enum.Enum):
     FAILED = enum.auto()
+    TIMED_OUT = enum.auto()
 
 
 _Failed = Literal[_Outcome.FAILED]
 _FAILED: _Failed = _Outcome.FAILED
+_TimedOut = Literal[_Outcome.TIMED_OUT]
+_TIMED_OUT: _TimedOut = _Outcome.TIMED_OUT
 
 # Per task (a context variable), so concurrent requests never see each other's outcome.
 _last_failed: ContextVar[bool] = ContextVar("memcached_last_failed", default=False)
@@ -70,8 +76,16 @@ class MemcachedCache:
     lock would wait for nothing, so it proceeds (at worst a duplicated upstream call). Failures
     are logged at most about once per second per kind (exception type), never with a key.
 
+    Circuit breaker (:attr:`breaker`): after ``breaker_threshold`` consecutive timeouts of
+    commands sent to memcached, every operation returns its failure value at once, without
+    touching memcached, until a background ``version`` probe (one every ``breaker_cooldown_s``)
+    is answered. So a memcached that accepts connections but never answers costs the requests
+    that meet it about ``breaker_threshold`` timeouts in all, not one timeout per operation.
+    Failures that cost no waiting (a refused connection, an error reply) do not count; an
+    answer resets the count.
+
     Counters for metrics: ``hits`` and ``misses`` of ``get`` (a failed ``get`` is a miss too),
-    ``errors`` of every operation.
+    ``errors`` of every operation (short-circuited ones included).
     """
 
     def __init__(
@@ -81,6 +95,9 @@ class MemcachedCache:
         *,
         pool_size: int = 32,
         timeout_s: float = 0.25,
+        breaker_threshold: int = 3,
+        breaker_cooldown_s: float = 5.0,
+        observer: BreakerObserver | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -96,9 +113,25 @@ class MemcachedCache:
         self.hits = 0
         self.misses = 0
         self.errors = 0
+        self.breaker = Breaker(
+            f"{host}:{port}",
+            self._probe,
+            threshold=breaker_threshold,
+            cooldown_s=breaker_cooldown_s,
+            observer=observer,
+        )
 
     @classmethod
-    def from_url(cls, url: str, *, pool_size: int = 32, timeout_s: float = 0.25) -> MemcachedCache:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        pool_size: int = 32,
+        timeout_s: float = 0.25,
+        breaker_threshold: int = 3,
+        breaker_cooldown_s: float = 5.0,
+        observer: BreakerObserver | None = None,
+    ) -> MemcachedCache:
         """A cache for ``memcached://host:port`` (port 11211 when omitted)."""
         parts = urlsplit(url)
         if parts.scheme != "memcached" or not parts.hostname:
@@ -108,6 +141,9 @@ class MemcachedCache:
             parts.port or DEFAULT_MEMCACHED_PORT,
             pool_size=pool_size,
             timeout_s=timeout_s,
+            breaker_threshold=breaker_threshold,
+            breaker_cooldown_s=breaker_cooldown_s,
+            observer=observer,
         )
 
     async def get(self, key: str) -> bytes | None:
@@ -170,7 +206,10 @@ class MemcachedCache:
         return None if result is _FAILED else result
 
     async def ping(self) -> bool:
-        """True when memcached answers ``version`` within the timeout."""
+        """True when memcached answers ``version`` within the timeout.
+
+        False at once while the breaker is open (:attr:`breaker` says so).
+        """
         result = await self._run("ping", lambda client: client.version())
         return result is not _FAILED
 
@@ -179,6 +218,7 @@ class MemcachedCache:
         if self._closed:
             return
         self._closed = True
+        await self.breaker.stop()
         try:
             async with asyncio.timeout(self._timeout_s + 1):
                 for _ in range(self._pool_size):
@@ -189,13 +229,41 @@ class MemcachedCache:
             log.warning("memcached: some connections were still busy at close")
 
     async def _run(self, op: str, command: Callable[[_Client], Awaitable[_T]]) -> _T | _Failed:
-        _last_failed.set(self._closed)
-        if self._closed:
+        if self._closed or not self.breaker.allow():
+            _last_failed.set(True)
             self.errors += 1
             return _FAILED
+        result = await self._attempt(op, command)
+        if result is _TIMED_OUT:
+            self.breaker.failed()
+            return _FAILED
+        if result is not _FAILED:
+            self.breaker.succeeded()
+        return result
+
+    async def _probe(self) -> bool:
+        """The breaker's probe: ``version``, bypassing the breaker itself."""
+        if self._closed:
+            return False
+        result = await self._attempt("probe", lambda client: client.version())
+        return result is not _FAILED and result is not _TIMED_OUT
+
+    async def _attempt(
+        self, op: str, command: Callable[[_Client], Awaitable[_T]]
+    ) -> _T | _Failed | _TimedOut:
+        """Run ``command`` on a pooled connection; TIMED_OUT when memcached held it too long.
+
+        Only that outcome counts for the breaker: a refused or reset connection or an error
+        reply costs no waiting (and counting it would keep a restarted memcached unused for a
+        cool-down), and a timeout while waiting for a free connection is the pool's congestion,
+        not the node's silence.
+        """
+        _last_failed.set(False)
+        has_slot = False
         try:
             async with asyncio.timeout(self._timeout_s):
                 client = await self._slots.get()
+                has_slot = True
                 try:
                     client = client or _Client(self.host, self.port, pool_size=1, pool_minsize=1)
                     result = await command(client)
@@ -211,7 +279,7 @@ class MemcachedCache:
         except Exception as exc:  # any failure is a miss: the gateway keeps serving
             _last_failed.set(True)
             self._record_failure(op, exc)
-            return _FAILED
+            return _TIMED_OUT if has_slot and isinstance(exc, TimeoutError) else _FAILED
         if self._failing:
             self._failing = False
             log.info("memcached at %s:%s answers again", self.host, self.port)

@@ -23,6 +23,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     ProcessCollector,
     generate_latest,
@@ -116,6 +117,22 @@ class Metrics:
             registry=registry,
         )
 
+        self.cache_breaker_open = Gauge(
+            "gateway_cache_breaker_open",
+            "1 while the circuit breaker of a memcached node is open (operations answered as "
+            "misses at once), else 0; across workers, 1 when any worker's is open.",
+            ("node",),
+            multiprocess_mode="max",
+            registry=registry,
+        )
+        self.cache_short_circuits = Counter(
+            "gateway_cache_breaker_short_circuits",
+            "memcached operations answered as failures at once because the node's circuit "
+            "breaker was open.",
+            ("node",),
+            registry=registry,
+        )
+
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.local_lookups = _lookups(self.token_cache_lookups, "local")
         self.shared_lookups = _lookups(self.token_cache_lookups, shared_tier)
@@ -152,6 +169,14 @@ class Metrics:
     def count_auth_operation(self, operation: str, outcome: str) -> None:
         """Count one login, refresh or logout with its outcome."""
         self.auth_operations.labels(operation, outcome).inc()
+
+    def observe_cache_breaker(self, node: str, is_open: bool) -> None:
+        """The circuit breaker of memcached ``node`` (``host:port``) opened or closed."""
+        self.cache_breaker_open.labels(node).set(1 if is_open else 0)
+
+    def count_cache_short_circuit(self, node: str) -> None:
+        """One operation on memcached ``node`` answered as a failure without being tried."""
+        self.cache_short_circuits.labels(node).inc()
 
     def render(self) -> bytes:
         """Every metric in the Prometheus text format (all workers' in multi-process mode)."""

@@ -2,6 +2,7 @@
 
 Readiness asks each component at once, each bounded by :data:`COMPONENT_TIMEOUT_S` (memcached
 by its own, shorter timeout), so a probe answers within about two seconds whatever is down.
+While memcached's circuit breaker is open the cache component answers at once and says so.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
+from app.cache import MemcachedCache
 from app.deps.security import ServicesDep
 from app.services import Services
 
@@ -74,6 +76,14 @@ async def _cache(services: Services) -> Component:
     ok, detail = await _timed(services.cache.ping(), COMPONENT_TIMEOUT_S)
     if not ok and backend == "memcached":
         detail = f"memcached did not answer within {services.settings.cache.timeout_s:g} s"
+        cache = services.cache
+        if isinstance(cache, MemcachedCache) and cache.breaker.is_open:
+            breaker = cache.breaker
+            detail = (
+                f"circuit breaker open for {breaker.open_for_s:.1f} s after "
+                f"{breaker.threshold} timeouts in a row: memcached operations are answered "
+                f"as misses at once; a probe runs every {breaker.cooldown_s:g} s"
+            )
     return Component(ok=ok, backend=backend, detail=detail)
 
 

@@ -341,7 +341,10 @@ class TestMemcachedFailures:
     ) -> None:
         key = cache_key(ns, "principal", "token-1")
         async with FaultyProxy(memcached_server.port) as proxy:
-            cache = MemcachedCache("127.0.0.1", proxy.port, pool_size=2, timeout_s=0.1)
+            # each operation's own timeout; the breaker (tests/cache/test_breaker.py) stays out
+            cache = MemcachedCache(
+                "127.0.0.1", proxy.port, pool_size=2, timeout_s=0.1, breaker_threshold=10
+            )
             try:
                 assert await cache.set(key, b"v", 60)
                 proxy.mode = "silent"

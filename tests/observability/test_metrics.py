@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -130,6 +131,40 @@ async def test_memcached_down_counts_errors(
     lookups = "gateway_token_cache_lookups_total"
     assert sample(text, lookups, tier="memcached", outcome="error") == 1
     assert sample(text, lookups, tier="memcached", outcome="miss") == 0
+
+
+async def test_frozen_memcached_shows_an_open_breaker_and_short_circuits(
+    gateway_factory: Factory, emulator_http: httpx.AsyncClient, memcached: MemcachedProcess
+) -> None:
+    gateway, settings = await gateway_factory(
+        cache_url=memcached.url,
+        cache={"timeout_s": 0.2, "breaker_cooldown_s": 0.5, "local_ttl_s": 0},
+    )
+    token = await direct_token(emulator_http)
+    node = f"127.0.0.1:{memcached.port}"
+    assert (await gateway.get("/auth/me", headers=bearer(token))).status_code == 200
+    memcached.pause()
+    try:
+        # the first requests pay the timeouts that open the breaker; then none waits
+        for _ in range(settings.cache.breaker_threshold):
+            assert (await gateway.get("/auth/me", headers=bearer(token))).status_code == 200
+        started = time.monotonic()
+        for _ in range(5):
+            assert (await gateway.get("/auth/me", headers=bearer(token))).status_code == 200
+        elapsed = time.monotonic() - started
+        text = await scrape(gateway)
+    finally:
+        memcached.resume()
+
+    # without the breaker each of them waits at least one timeout
+    assert elapsed < 2 * settings.cache.timeout_s, f"five requests took {elapsed:.2f} s"
+    assert sample(text, "gateway_cache_breaker_open", node=node) == 1
+    assert sample(text, "gateway_cache_breaker_short_circuits_total", node=node) >= 5
+    assert sample(text, "gateway_token_cache_lookups_total", tier="memcached", outcome="error") >= 5
+    deadline = time.monotonic() + 5
+    while sample(await scrape(gateway), "gateway_cache_breaker_open", node=node) != 0:
+        assert time.monotonic() < deadline, "the breaker did not close after memcached resumed"
+        await asyncio.sleep(0.1)
 
 
 async def test_concurrent_first_requests_wait_for_one_validation(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
+from tests.observability.scrape import sample, scrape
 from tests.servers import MemcachedProcess, free_port
 
 Factory = Callable[..., Any]
@@ -49,6 +52,47 @@ async def test_memcached_back_is_ready_again(
     assert (await gateway.get("/readyz")).status_code == 503
     memcached.start()
     assert (await gateway.get("/readyz")).status_code == 200
+
+
+async def test_frozen_memcached_opens_the_breaker_which_readyz_names(
+    gateway_factory: Factory, memcached: MemcachedProcess
+) -> None:
+    gateway, settings = await gateway_factory(
+        cache_url=memcached.url, cache={"timeout_s": 0.2, "breaker_cooldown_s": 0.5}
+    )
+    node = f"127.0.0.1:{memcached.port}"
+    assert (await gateway.get("/readyz")).status_code == 200
+    assert sample(await scrape(gateway), "gateway_cache_breaker_open", node=node) == 0
+    memcached.pause()  # accepts connections, answers nothing
+    try:
+        # each of the first probes waits out memcached's timeout; together they open it
+        for _ in range(settings.cache.breaker_threshold):
+            assert (await gateway.get("/readyz")).status_code == 503
+
+        started = time.monotonic()
+        response = await gateway.get("/readyz")
+        elapsed = time.monotonic() - started
+        assert response.status_code == 503
+        cache = response.json()["components"]["cache"]
+        assert set(cache) == {"ok", "backend", "detail"}
+        assert cache["ok"] is False
+        assert cache["backend"] == "memcached"
+        assert cache["detail"].startswith("circuit breaker open for ")
+        assert "a probe runs every 0.5 s" in cache["detail"]
+        assert elapsed < settings.cache.timeout_s, "an open breaker answers without waiting"
+        assert response.json()["components"]["database"]["ok"] is True
+
+        text = await scrape(gateway)
+        assert sample(text, "gateway_cache_breaker_open", node=node) == 1
+        assert sample(text, "gateway_cache_breaker_short_circuits_total", node=node) >= 1
+    finally:
+        memcached.resume()
+
+    deadline = time.monotonic() + 5
+    while (response := await gateway.get("/readyz")).status_code != 200:
+        assert time.monotonic() < deadline, response.text
+        await asyncio.sleep(0.1)
+    assert sample(await scrape(gateway), "gateway_cache_breaker_open", node=node) == 0
 
 
 async def test_unreachable_tenant_without_cached_keys_is_not_ready(

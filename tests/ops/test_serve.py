@@ -1,5 +1,6 @@
 """``gateway serve --workers 2`` as real processes: metrics summed over the workers, JSON lines
-on stdout, and a graceful stop that lets a request in flight finish."""
+on stdout, a graceful stop that lets a request in flight finish, and the connection limits of
+``GATEWAY_SERVER__*`` in every worker."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from tests.observability.scrape import sample
 from tests.servers import MemcachedProcess, free_port, wait_for_port
 
 WORKERS = 2
+MAX_HEADER_COUNT = 40
 
 
 @dataclass
@@ -78,6 +80,7 @@ def served(
         "GATEWAY_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path / 'venues.db'}",
         "GATEWAY_SESSION__KEYS": Fernet.generate_key().decode(),
         "GATEWAY_GRACEFUL_TIMEOUT_S": "10",
+        "GATEWAY_SERVER__MAX_HEADER_COUNT": str(MAX_HEADER_COUNT),
     }
     with stdout.open("wb") as out:
         proc = subprocess.Popen(  # noqa: S603 - our own CLI, fixed argv
@@ -141,3 +144,16 @@ async def test_graceful_stop_finishes_the_request_in_flight(
     messages = [line["message"] for line in served.lines()]
     assert messages.count("Application shutdown complete.") == WORKERS
     assert not list(served.tmp.glob("gateway-metrics-*")), "the metrics directory is left"
+
+
+async def test_every_worker_applies_the_configured_header_limit(served: Served) -> None:
+    # no keep-alive: each request is a new connection, which either worker may take
+    limits = httpx.Limits(max_keepalive_connections=0)
+    many = {f"x-line-{i}": "v" for i in range(MAX_HEADER_COUNT + 5)}
+    few = {f"x-line-{i}": "v" for i in range(MAX_HEADER_COUNT - 10)}
+    async with httpx.AsyncClient(base_url=served.url, limits=limits) as client:
+        refused = [(await client.get("/healthz", headers=many)) for _ in range(10)]
+        accepted = [(await client.get("/healthz", headers=few)) for _ in range(10)]
+    assert {response.status_code for response in refused} == {431}
+    assert refused[0].json()["error"] == "request_header_too_large"
+    assert {response.status_code for response in accepted} == {200}
