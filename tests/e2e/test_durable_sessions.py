@@ -199,7 +199,6 @@ class TestLineage:
         assert not any(emulator.tenant.is_live(t) for t in emulator.tenant.refresh_tokens.values())
         assert (await first.post("/auth/refresh", headers=bearer(token))).status_code == 401
 
-
     async def test_a_login_right_after_a_logout_gets_a_working_token(
         self, gateway: httpx.AsyncClient
     ) -> None:
