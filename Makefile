@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: install dev test bench lint format system-packages clean
+.PHONY: install dev test bench lint format system-packages node-packages clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +17,13 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## Debian packages the tests need, installed when the machine lacks them:
-## memcached, PostgreSQL (throw-away test servers) and Chromium (the docs-page browser test)
+## memcached, PostgreSQL (throw-away test servers), Chromium (the docs-page browser test) and
+## Node.js with npm (node-auth0 against the emulator over TLS)
 APT_MISSING = $(if $(shell command -v memcached),,memcached) \
               $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
-              $(if $(shell command -v chromium),,chromium)
+              $(if $(shell command -v chromium),,chromium) \
+              $(if $(shell command -v node),,nodejs) \
+              $(if $(shell command -v npm),,npm)
 
 system-packages:
 	@missing="$(strip $(APT_MISSING))"; if [ -n "$$missing" ]; then \
@@ -29,12 +32,21 @@ system-packages:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+## the npm packages of tests/node, exactly as its lock file says; again when the lock file changes
+NODE_DIR := tests/node
+
+$(NODE_DIR)/node_modules: $(NODE_DIR)/package-lock.json | system-packages
+	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
+	touch $@
+
+node-packages: $(NODE_DIR)/node_modules
+
 ## run the emulator with the demo tenant and the gateway against it
 dev: install
 	$(BIN)/gateway dev
 
 ## install everything and run the whole test suite
-test: install system-packages
+test: install system-packages node-packages
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## the benchmark (README, Performance), under 3 minutes; wrk and memcached from Debian's

@@ -71,7 +71,8 @@ def emulator(
         Path | None, typer.Option(exists=True, dir_okay=False, help="Tenant JSON file.")
     ] = None,
     issuer: Annotated[
-        str | None, typer.Option(help="Issuer URL (default http://HOST:PORT/).")
+        str | None,
+        typer.Option(help="Issuer URL (default http://HOST:PORT/, https:// with --tls)."),
     ] = None,
     allow_remote_control: Annotated[
         bool,
@@ -80,11 +81,35 @@ def emulator(
             help="Let non-loopback clients use the /__emulator/ control routes.",
         ),
     ] = False,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            help="Serve https, with a certificate from a local CA made at start.",
+        ),
+    ] = False,
+    tls_ca_out: Annotated[
+        Path | None,
+        typer.Option(dir_okay=False, help="With --tls: write the CA certificate (PEM) here."),
+    ] = None,
 ) -> None:
-    """Serve the local Auth0 emulator (the demo tenant unless --tenant is given)."""
+    """Serve the local Auth0 emulator (the demo tenant unless --tenant is given).
+
+    With --tls, clients trust the CA file (the gateway: GATEWAY_AUTH0__CA_FILE; docs/emulator.md).
+    """
     from emulator.server import run
 
-    run(host, port, tenant, issuer, allow_remote_control=allow_remote_control)
+    if tls_ca_out is not None and not tls:
+        raise typer.BadParameter("needs --tls", param_hint="--tls-ca-out")
+    run(
+        host,
+        port,
+        tenant,
+        issuer,
+        allow_remote_control=allow_remote_control,
+        tls=tls,
+        tls_ca_out=tls_ca_out,
+    )
 
 
 @cli.command()

@@ -63,6 +63,7 @@ async def build_services(
         httpx.AsyncClient(
             base_url=settings.auth0.base_url,
             timeout=settings.auth0.timeout_s,
+            verify=settings.auth0.tls_verify(),
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
             headers={"User-Agent": "venue-gateway"},
         )

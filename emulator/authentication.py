@@ -84,9 +84,12 @@ def _access_token_claims(
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         return None, "Missing access token"
-    claims = tenant.opaque_tokens.get(token)
-    if claims is not None:
-        if claims["exp"] <= tenant.now():
+    if token.count(".") == 4:
+        # An encrypted token issued without an audience: good at /userinfo only.
+        claims = tenant.decrypt_userinfo_token(token)
+        if claims is None:
+            return None, "Invalid token"
+        if claims.get("exp", 0) <= tenant.now():
             return None, "The token has expired"
         if "openid" not in str(claims.get("scope", "")).split():
             # UNCONFIRMED wording: Auth0 only documents that /userinfo needs ``openid``.
@@ -169,8 +172,8 @@ async def get_openid_configuration(tenant: TenantDep) -> dict[str, Any]:
         "code_challenge_methods_supported": ["S256", "plain"],
         "response_modes_supported": ["query", "fragment", "form_post"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["HS256", "RS256", "PS256"],
-        # Only the methods the emulator implements (a live tenant adds private_key_jwt, ...).
+        # Only the methods the emulator implements (a live tenant adds private_key_jwt, the
+        # mTLS methods and token_endpoint_auth_signing_alg_values_supported for them).
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "claims_supported": [
             "aud",
@@ -191,8 +194,20 @@ async def get_openid_configuration(tenant: TenantDep) -> dict[str, Any]:
             "sub",
         ],
         "request_uri_parameter_supported": False,
-        "request_parameter_supported": False,
+        "request_parameter_supported": True,
+        "id_token_signing_alg_values_supported": ["HS256", "RS256", "PS256"],
+        # A live tenant then says tls_client_certificate_bound_access_tokens: the emulator
+        # binds no token to a client certificate, so it leaves that out (and DPoP's list).
+        "request_object_signing_alg_values_supported": ["RS256", "RS384", "PS256"],
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
         "end_session_endpoint": f"{base}oidc/logout",
+        "backchannel_authentication_endpoint": f"{base}bc-authorize",
+        "backchannel_token_delivery_modes_supported": ["poll"],
+        "global_token_revocation_endpoint": (
+            f"{base}oauth/global-token-revocation/connection/{{connectionName}}"
+        ),
+        "global_token_revocation_endpoint_auth_methods_supported": ["global-token-revocation+jwt"],
     }
 
 

@@ -36,11 +36,12 @@ class OAuthError(Exception):
     error: str
     description: str
     extra: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
 
     def response(self) -> JSONResponse:
-        """The JSON answer, with the token endpoint's no-store headers."""
+        """The JSON answer, with the token endpoint's no-store headers and ``headers``."""
         body = {"error": self.error, "error_description": self.description, **self.extra}
-        return JSONResponse(body, status_code=self.status, headers=NO_STORE)
+        return JSONResponse(body, status_code=self.status, headers={**NO_STORE, **self.headers})
 
 
 def unauthorized_client() -> OAuthError:

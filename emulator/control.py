@@ -9,9 +9,14 @@
   ``delay_ms`` and answer ``status`` (null: only the delay, then the real answer).
 - ``GET/POST clock``: ``{"offset_s": 3600}`` moves the emulator's clock (token expiry, refresh
   token lifetimes, rate-limit refills).
-- ``POST keys/rotate``: sign with a new key, ``{"kid": "<new>"}``; old keys stay in the JWKS.
+- ``POST keys/rotate``: Auth0's rotation: the published next key signs from now on, the current
+  one becomes the previous one, a new next key is published; ``{"kid", "next_kid",
+  "previous_kid"}``. ``POST keys/revoke-previous``: unpublish the previous key (its tokens stop
+  working). ``POST keys/replace-current``: sign with a brand-new key that was never published
+  (the current one becomes the previous one), to show what an unannounced key costs.
 - ``GET refresh-tokens``: every refresh token ever issued, with ``live``.
-- ``DELETE blocks``: forget brute-force failure counters (unblocks every user and IP).
+- ``DELETE blocks``: forget brute-force failure counters and suspicious-IP throttles (unblocks
+  every user and IP).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import dataclasses
 from typing import Any
 
 from fastapi import APIRouter, status
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from emulator.deps import TenantDep
@@ -96,9 +102,38 @@ def _clock(tenant: Tenant) -> dict[str, float]:
 
 
 @router.post("/keys/rotate")
-async def rotate_keys(tenant: TenantDep) -> dict[str, str]:
-    """Sign with a new key from now on; the old ones stay published."""
-    return {"kid": tenant.rotate_keys().kid}
+async def rotate_keys(tenant: TenantDep) -> dict[str, str | None]:
+    """Promote the next key to current and the current one to previous; publish a new next."""
+    tenant.rotate_keys()
+    return _key_set(tenant)
+
+
+@router.post("/keys/replace-current")
+async def replace_current_key(tenant: TenantDep) -> dict[str, str | None]:
+    """Sign with a new key no client has seen published; the old one becomes the previous."""
+    tenant.replace_current_key()
+    return _key_set(tenant)
+
+
+@router.post("/keys/revoke-previous", response_model=None)
+async def revoke_previous_key(tenant: TenantDep) -> dict[str, str | None] | JSONResponse:
+    """Unpublish the previous key, so the tokens it signed stop working; 404 if there is none."""
+    if tenant.revoke_previous_key() is None:
+        return JSONResponse(
+            {"error": "not_found", "error_description": "There is no previous key to revoke."},
+            status_code=status.HTTP_404_NOT_FOUND,
+        )
+    return _key_set(tenant)
+
+
+def _key_set(tenant: Tenant) -> dict[str, str | None]:
+    """The kids of the signing key, the next key and the previous key (None when revoked)."""
+    previous = tenant.previous_key
+    return {
+        "kid": tenant.current_key.kid,
+        "next_kid": tenant.next_key.kid,
+        "previous_kid": previous.kid if previous is not None else None,
+    }
 
 
 @router.get("/refresh-tokens")
@@ -110,5 +145,6 @@ async def list_refresh_tokens(tenant: TenantDep) -> list[dict[str, Any]]:
 
 @router.delete("/blocks", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_blocks(tenant: TenantDep) -> None:
-    """Forget every brute-force failure counter."""
+    """Forget every brute-force failure counter and every suspicious-IP throttle."""
     tenant.failed_logins.clear()
+    tenant.suspicious_ip_limit.reset()

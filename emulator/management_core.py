@@ -26,11 +26,17 @@ from emulator.state import Tenant
 Json = dict[str, Any]
 T = TypeVar("T")
 Page = Annotated[int | None, Query(ge=0)]  # 0-based
-PerPage = Annotated[int | None, Query(ge=0, le=100)]
-RATE_LIMIT_MESSAGE = (
-    "Too many requests. Check the X-RateLimit-Limit, X-RateLimit-Remaining and "
-    "X-RateLimit-Reset headers."
-)
+#: ``per_page`` (and ``take``) at most 50 on Public Cloud (100 on Private Cloud): docs
+#: ``api/management/v2``, "Offset-Based Pagination".
+MAX_PER_PAGE = 50
+PerPage = Annotated[int | None, Query(ge=0, le=MAX_PER_PAGE)]
+#: Unpaginated lists (no ``page``, no ``per_page``) stop at 50 items: docs
+#: ``troubleshoot/product-lifecycle/past-migrations/migrate-to-paginated-queries``.
+UNPAGINATED_LIMIT = 50
+# The body of a live tenant-wide 429, pasted in auth0-extensions/auth0-reset-tenant#31 (the
+# Authentication API's documented text, "Too many requests. Check the X-RateLimit-Limit, ...",
+# is not what the Management API says).
+RATE_LIMIT_MESSAGE = "Global limit has been reached"
 
 
 class ManagementError(Exception):
@@ -326,12 +332,13 @@ def paginate(
     """A bare array, or with ``include_totals`` ``{start, limit, total, <key>}``.
 
     ``default_per_page`` None means paging is off when neither ``page`` nor ``per_page`` is
-    sent (Auth0's clients, grants and APIs); users page by 50 by default. ``length`` adds the
+    sent (Auth0's clients, grants and APIs): the list then stops at its first
+    :data:`UNPAGINATED_LIMIT` items. Users page by 50 by default. ``length`` adds the
     ``length`` field that the users list carries.
     """
     if page is None and per_page is None and default_per_page is None:
-        start, limit = 0, max(len(items), 50)
-        chosen = list(items)
+        start, limit = 0, UNPAGINATED_LIMIT
+        chosen = list(items[:UNPAGINATED_LIMIT])
     else:
         limit = per_page if per_page is not None else (default_per_page or 50)
         start = (page or 0) * limit

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from emulator.management_core import (
+    MAX_PER_PAGE,
     Json,
     ManagementError,
     ManagementRoute,
@@ -101,7 +102,7 @@ async def list_client_grants(
     audience: str | None = None,
     client_id: str | None = None,
     from_: Annotated[str | None, Query(alias="from")] = None,
-    take: Annotated[int | None, Query(ge=1, le=100)] = None,
+    take: Annotated[int | None, Query(ge=1, le=MAX_PER_PAGE)] = None,
 ) -> list[Json] | Json:
     """List grants: a bare array, ``include_totals``, or the checkpoint form (``from``/``take``)."""
     grants = [

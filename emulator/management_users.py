@@ -87,6 +87,14 @@ UPDATE_USER = Schema(
 _NULLABLE_FIELDS = ("given_name", "family_name", "name", "nickname", "picture", "phone_number")
 
 UserPerPage = Annotated[int | None, Query(ge=0, le=50)]  # Auth0 Public Cloud's maximum
+#: How many users a list or search can reach, paging included.
+MAX_USERS_LISTED = 1000
+# The message pasted in auth0/node-auth0#1246 (its tail, the docs link, is cut off there and
+# completed here); the errorCode is UNCONFIRMED.
+PAGED_TOO_FAR = (
+    "You can only page through the first 1000 records. "
+    "See https://auth0.com/docs/users/search/v3/view-search-results-by-page#limitation"
+)
 
 
 def _user_paging(
@@ -235,7 +243,12 @@ async def list_users(
     if sort:
         name, _, direction = sort.partition(":")
         users.sort(key=lambda u: str(u.get(name, "")), reverse=direction == "-1")
-    return paging.answer(users, "users", fields, include_fields)
+    per_page = paging.per_page if paging.per_page is not None else 50
+    if (paging.page or 0) * per_page >= MAX_USERS_LISTED:
+        raise ManagementError(400, PAGED_TOO_FAR, "invalid_paging")
+    # Auth0 lets a list or search reach its first 1,000 users only (docs
+    # manage-users/user-search/view-search-results-by-page, "Limitation").
+    return paging.answer(users[:MAX_USERS_LISTED], "users", fields, include_fields)
 
 
 @router.get("/api/v2/users-by-email")
@@ -245,12 +258,16 @@ async def list_users_by_email(
     fields: str | None = None,
     include_fields: bool = True,
 ) -> list[Json]:
-    """Every user with this email, in any connection (case-insensitive)."""
-    wanted = email.casefold()
+    """Every user with exactly this email, in any connection.
+
+    Auth0's match is exact and case-sensitive (docs
+    ``manage-users/user-search/retrieve-users-with-get-users-by-email-endpoint``); database
+    users' emails are stored in lower case, so a mixed-case address finds none of them.
+    """
     return [
         select_fields(user_json(user), fields, include_fields)
         for user in tenant.users.values()
-        if user.email.casefold() == wanted
+        if user.email == email
     ]
 
 
@@ -289,6 +306,8 @@ async def update_user(
     if "password" in body:
         _check_password(connection, body["password"])
         user.password_hash = hash_password(body["password"])
+        # Auth0: a password change lifts the user's brute-force blocks.
+        tenant.lift_brute_force_blocks(user.user_id)
     for name in (*_NULLABLE_FIELDS, "username", "email_verified", "blocked"):
         if name in body:
             setattr(user, name, body[name])

@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import json
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -27,8 +28,10 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from cryptography import x509
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import NameOID
 
 PASSWORD_REALM_GRANT = "http://auth0.com/oauth/grant-type/password-realm"
@@ -53,6 +56,10 @@ MANAGEMENT_SCOPES = [
     "read:tenant_settings",
     "update:tenant_settings",
 ]
+
+DAY_S = 86_400
+#: A brute-force block lapses this long after the last failed login that fed it.
+BRUTE_FORCE_BLOCK_S = 30 * DAY_S
 
 # Cheap parameters: the emulator hashes for realism, not for resistance to offline attack.
 _hasher = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
@@ -154,6 +161,16 @@ def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
+def _b64decode(text: str) -> bytes:
+    """Unpadded base64url, strictly (``ValueError`` for anything else)."""
+    if not set(text) <= _B64URL_ALPHABET:
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+_B64URL_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
 @dataclass
 class Connection:
     """A database connection (strategy ``auth0``)."""
@@ -191,6 +208,15 @@ class ResourceServer:
     def scope_values(self) -> list[str]:
         """The permission names this API defines."""
         return [s["value"] for s in self.scopes]
+
+    @property
+    def signing_secret(self) -> str:
+        """The HS256 secret of this API's tokens, made when first needed (kept in ``extra``)."""
+        secret = self.extra.get("signing_secret")
+        if not isinstance(secret, str):
+            secret = secrets.token_urlsafe(24)
+            self.extra["signing_secret"] = secret
+        return secret
 
 
 @dataclass
@@ -304,8 +330,7 @@ class TokenBucket:
 
     def take(self, key: str, now: float) -> tuple[bool, int, int]:
         """Spend one token for ``key``: (allowed, remaining, reset epoch seconds)."""
-        level, last = self._level.get(key, (float(self.burst), now))
-        level = min(float(self.burst), level + max(0.0, now - last) * self.per_second)
+        level = self._refilled(key, now)
         allowed = not self.enabled or level >= 1.0
         if allowed and self.enabled:
             level -= 1.0
@@ -314,10 +339,32 @@ class TokenBucket:
         reset = int(now + (missing / self.per_second if self.per_second > 0 else 0)) + 1
         return allowed, int(level), reset
 
+    def peek(self, key: str, now: float) -> bool:
+        """True when ``key`` has a token to spend (or the limit is off); spends nothing."""
+        return not self.enabled or self._refilled(key, now) >= 1.0
+
+    def reset(self) -> None:
+        """Fill every bucket again."""
+        self._level.clear()
+
+    def _refilled(self, key: str, now: float) -> float:
+        level, last = self._level.get(key, (float(self.burst), now))
+        return min(float(self.burst), level + max(0.0, now - last) * self.per_second)
+
     @property
     def per_minute(self) -> int:
         """The sustained rate as Auth0 states it in ``X-RateLimit-Limit``."""
         return round(self.per_second * 60)
+
+
+@dataclass
+class LoginFailures:
+    """Failed logins in a row to one user from one IP: brute-force protection's counter."""
+
+    identifier: str  # the login name the attempts used, as /api/v2/user-blocks lists it
+    connection: str
+    count: int = 0
+    last_failure: float = 0.0
 
 
 @dataclass
@@ -361,14 +408,24 @@ class Tenant:
         self.client_grants: dict[str, ClientGrant] = {}
         self.users: dict[str, User] = {}
         self.refresh_tokens: dict[str, RefreshToken] = {}
-        self.opaque_tokens: dict[str, dict[str, Any]] = {}  # opaque access token -> claims
-        self.keys: list[SigningKey] = [SigningKey.generate()]
+        # Signing keys as Auth0 publishes them: the current one signs, the next one is
+        # published ahead of a rotation, the previous one stays until it is revoked.
+        self.current_key = SigningKey.generate()
+        self._next_key: SigningKey | None = None  # made on first use: RSA keys are slow to make
+        self._next_key_lock = threading.Lock()  # the app's thread and the tests' may both ask
+        self.previous_key: SigningKey | None = None
+        # The tenant's secret for the encrypted access tokens issued without an audience.
+        self.userinfo_token_key = AESGCM.generate_key(bit_length=256)
         self.clock_offset_s = 0.0
         self.faults: list[Fault] = []
         self.requests: dict[str, int] = {}
         self.grants: dict[str, int] = {}
         self.brute_force_threshold = 10
-        self.failed_logins: dict[tuple[str, str], int] = {}  # (user_id, ip) -> consecutive
+        self.failed_logins: dict[tuple[str, str], LoginFailures] = {}  # by (user_id, ip)
+        # Auth0's defaults: 20 logins a minute from one IP to one account, then 10 a minute;
+        # 100 failed logins a day from one IP, across accounts, refilled evenly over the day.
+        self.same_user_login_limit = TokenBucket(burst=20, per_second=10 / 60)
+        self.suspicious_ip_limit = TokenBucket(burst=100, per_second=100 / DAY_S)
         self.userinfo_limit = TokenBucket(burst=10, per_second=5 / 60)
         self.management_limit = TokenBucket(burst=2, per_second=2.0)
         self.resource_servers[self.management_audience] = ResourceServer(
@@ -395,11 +452,56 @@ class Tenant:
         """``<issuer>userinfo``, added to ``aud`` when ``openid`` is granted."""
         return f"{self.issuer}userinfo"
 
+    @property
+    def next_key(self) -> SigningKey:
+        """The key published ahead of the next rotation, which will then sign."""
+        with self._next_key_lock:
+            if self._next_key is None:
+                self._next_key = SigningKey.generate()
+            return self._next_key
+
+    @property
+    def keys(self) -> list[SigningKey]:
+        """The published key set: the current key, the next one, the previous one if kept."""
+        published = [self.current_key, self.next_key]
+        if self.previous_key is not None:
+            published.append(self.previous_key)
+        return published
+
+    @keys.setter
+    def keys(self, keys: list[SigningKey]) -> None:
+        """Replace the whole key set: the first key signs, the second (or a new one) is next."""
+        self.current_key = keys[0]
+        with self._next_key_lock:
+            self._next_key = keys[1] if len(keys) > 1 else None
+        self.previous_key = keys[2] if len(keys) > 2 else None
+
     def rotate_keys(self) -> SigningKey:
-        """Sign with a new key from now on; older keys stay published in the JWKS."""
+        """Auth0's rotation: the next key signs from now on, the current one becomes the
+        previous one (its tokens stay valid until it is revoked), and a new next key is made.
+        Any earlier previous key is dropped. Returns the key that now signs."""
+        with self._next_key_lock:
+            promoted = self._next_key or SigningKey.generate()
+            self._next_key = None
+        self.previous_key = self.current_key
+        self.current_key = promoted
+        return promoted
+
+    def replace_current_key(self) -> SigningKey:
+        """Sign with a brand-new key that was never published (unlike :meth:`rotate_keys`).
+
+        Clients learn of it only from a token that carries its ``kid``. The current key
+        becomes the previous one; the next key stays. Returns the new key.
+        """
         key = SigningKey.generate()
-        self.keys.insert(0, key)
+        self.previous_key = self.current_key
+        self.current_key = key
         return key
+
+    def revoke_previous_key(self) -> SigningKey | None:
+        """Unpublish the previous key: tokens it signed are no longer valid. None if none."""
+        revoked, self.previous_key = self.previous_key, None
+        return revoked
 
     def jwks(self) -> dict[str, Any]:
         """The published key set."""
@@ -411,10 +513,61 @@ class Tenant:
             ]
         }
 
-    def sign(self, claims: dict[str, Any]) -> str:
-        """An RS256 JWT signed with the current key."""
-        key = self.keys[0]
-        return jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid})
+    def sign(
+        self,
+        claims: dict[str, Any],
+        *,
+        algorithm: str = "RS256",
+        secret: str | None = None,
+        typ: str = "JWT",
+    ) -> str:
+        """A JWT of ``claims``, header ``typ`` included.
+
+        ``RS256`` (also ``RS512``, ``PS256``) signs with the current key and names it in
+        ``kid``; ``HS256`` signs with ``secret`` (an API's signing secret) and has no ``kid``.
+        """
+        if algorithm == "HS256":
+            if secret is None:
+                raise ValueError("HS256 needs a secret")
+            return jwt.encode(claims, secret, algorithm="HS256", headers={"typ": typ})
+        key = self.current_key
+        return jwt.encode(
+            claims, key.private_key, algorithm=algorithm, headers={"kid": key.kid, "typ": typ}
+        )
+
+    def encrypt_userinfo_token(self, claims: dict[str, Any]) -> str:
+        """An access token for ``/userinfo`` alone, as Auth0 issues one without an audience.
+
+        A compact JWE (RFC 7516): header ``{"alg": "dir", "enc": "A256GCM", "iss": ...}``, an
+        empty encrypted key (``dir``), then IV, ciphertext and tag, five dot-separated parts.
+        Only this tenant can read it (:meth:`decrypt_userinfo_token`).
+        """
+        header = {"alg": "dir", "enc": "A256GCM", "iss": self.issuer}
+        protected = _b64url(json.dumps(header, separators=(",", ":")).encode())
+        iv = secrets.token_bytes(12)
+        plaintext = json.dumps(claims, separators=(",", ":")).encode()
+        # RFC 7516 §5.1: the additional authenticated data is the encoded protected header.
+        sealed = AESGCM(self.userinfo_token_key).encrypt(iv, plaintext, protected.encode())
+        ciphertext, tag = sealed[:-16], sealed[-16:]
+        return ".".join((protected, "", _b64url(iv), _b64url(ciphertext), _b64url(tag)))
+
+    def decrypt_userinfo_token(self, token: str) -> dict[str, Any] | None:
+        """The claims of a token :meth:`encrypt_userinfo_token` made, or None for any other."""
+        parts = token.split(".")
+        if len(parts) != 5 or parts[1]:
+            return None
+        try:
+            header = json.loads(_b64decode(parts[0]))
+            if header != {"alg": "dir", "enc": "A256GCM", "iss": self.issuer}:
+                return None
+            iv, ciphertext, tag = (_b64decode(part) for part in parts[2:])
+            plaintext = AESGCM(self.userinfo_token_key).decrypt(
+                iv, ciphertext + tag, parts[0].encode()
+            )
+            claims = json.loads(plaintext)
+        except (ValueError, InvalidTag):
+            return None
+        return claims if isinstance(claims, dict) else None
 
     def verify(self, token: str, audience: str) -> dict[str, Any] | None:
         """The claims of a JWT this tenant issued for ``audience``, or None when invalid."""
@@ -573,6 +726,48 @@ class Tenant:
             key=lambda t: t.issued_at,
         )
 
+    # -- brute-force protection ----------------------------------------------------------------
+
+    def login_failures(self, user_id: str, ip: str) -> LoginFailures | None:
+        """The failures counted against ``user_id`` from ``ip``, unless they have lapsed.
+
+        Auth0 lifts a block 30 days after the last failed login; the count before a block
+        lapses the same way.
+        """
+        failures = self.failed_logins.get((user_id, ip))
+        if failures is not None and self.now() - failures.last_failure >= BRUTE_FORCE_BLOCK_S:
+            del self.failed_logins[(user_id, ip)]
+            return None
+        return failures
+
+    def brute_force_blocked(self, user_id: str, ip: str) -> bool:
+        """True when ``ip`` may not log in as ``user_id`` (the threshold was reached)."""
+        failures = self.login_failures(user_id, ip)
+        return failures is not None and failures.count >= self.brute_force_threshold
+
+    def count_failed_login(self, user: User, ip: str, identifier: str) -> None:
+        """One more wrong password for ``user`` from ``ip``, tried as ``identifier``."""
+        failures = self.login_failures(user.user_id, ip) or LoginFailures(
+            identifier=identifier, connection=user.connection
+        )
+        failures.count += 1
+        failures.last_failure = self.now()
+        failures.identifier = identifier
+        self.failed_logins[(user.user_id, ip)] = failures
+
+    def brute_force_blocks(self, user_id: str) -> list[tuple[str, LoginFailures]]:
+        """Every IP that is blocked from logging in as ``user_id``, with its counter."""
+        return [
+            (ip, self.failed_logins[(owner, ip)])
+            for owner, ip in list(self.failed_logins)
+            if owner == user_id and self.brute_force_blocked(owner, ip)
+        ]
+
+    def lift_brute_force_blocks(self, user_id: str) -> None:
+        """Forget every failure counted against ``user_id``, from any IP."""
+        for key in [key for key in self.failed_logins if key[0] == user_id]:
+            del self.failed_logins[key]
+
     # -- counters ------------------------------------------------------------------------------
 
     def count_request(self, route: str) -> None:
@@ -606,6 +801,16 @@ class Tenant:
         tenant.settings.flags.update(settings.get("flags", {}))
         limits = data.get("limits", {})
         tenant.brute_force_threshold = int(limits.get("brute_force_threshold", 10))
+        tenant.same_user_login_limit = TokenBucket(
+            burst=int(limits.get("same_user_login_burst", 20)),
+            per_second=float(limits.get("same_user_login_per_minute", 10)) / 60,
+            enabled=bool(limits.get("same_user_login_enabled", True)),
+        )
+        tenant.suspicious_ip_limit = TokenBucket(
+            burst=int(limits.get("suspicious_ip_max_attempts", 100)),
+            per_second=float(limits.get("suspicious_ip_per_day", 100)) / DAY_S,
+            enabled=bool(limits.get("suspicious_ip_enabled", True)),
+        )
         tenant.userinfo_limit = TokenBucket(
             burst=int(limits.get("userinfo_burst", 10)),
             per_second=float(limits.get("userinfo_per_minute", 5)) / 60,
@@ -620,7 +825,11 @@ class Tenant:
             conn = Connection(**raw)
             tenant.connections[conn.name] = conn
         for raw in data.get("resource_servers", []):
+            raw = dict(raw)
+            secret = raw.pop("signing_secret", None)
             api = ResourceServer(**raw)
+            if secret is not None:
+                api.extra["signing_secret"] = secret
             tenant.resource_servers[api.identifier] = api
         for raw in data.get("clients", []):
             raw = dict(raw)

@@ -1,9 +1,13 @@
-"""Minting what ``/oauth/token`` answers: scopes, access tokens (JWT or opaque), ID tokens.
+"""Minting what ``/oauth/token`` answers: scopes, access tokens (JWT or encrypted), ID tokens.
 
-Claims follow the Auth0 access-token profile (``token_dialect`` ``access_token`` and
+Access-token claims follow the API's ``token_dialect``. The Auth0 profile (``access_token``,
 ``access_token_authz``): ``iss`` (the issuer with its trailing slash), ``sub``, ``aud`` (a string,
-or ``[api, "<issuer>userinfo"]`` when ``openid`` is granted), ``iat``, ``exp``, ``scope``, ``gty``,
-``azp`` and, for RBAC APIs that add them, ``permissions``.
+or ``[api, "<issuer>userinfo"]`` when ``openid`` is granted and the API signs with RS256),
+``iat``, ``exp``, ``scope``, ``gty``, ``azp``. The RFC 9068 profile (``rfc9068_profile``,
+``rfc9068_profile_authz``): header ``typ: at+jwt``, ``client_id`` instead of ``azp``, a ``jti``,
+no ``gty``. The ``*_authz`` dialects of RBAC APIs add ``permissions``. The token is signed as
+the API's ``signing_alg`` says. Without an audience the token is an encrypted JWE that only
+``/userinfo`` reads.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ OIDC_SCOPES = ("openid", "profile", "email", "address", "phone", "offline_access
 # Auth0 documents no lifetime for an opaque ROPG token (UNCONFIRMED); the code-flow one is used.
 OPAQUE_TOKEN_LIFETIME = 86400
 _AUTHZ_DIALECTS = {"access_token_authz", "rfc9068_profile_authz"}
+_RFC9068_DIALECTS = {"rfc9068_profile", "rfc9068_profile_authz"}
+# What ``openid`` alone brings in a password exchange: every OIDC standard scope.
+_STANDARD_OIDC_SCOPES = {"profile", "email", "address", "phone"}
 
 
 @dataclass(frozen=True)
@@ -50,13 +57,14 @@ def user_scopes(
     """The scopes a user token gets.
 
     A password exchange that asks for no API scope gets all of them ("any password-based
-    exchange gives access to all scopes"), and ``openid`` alone brings the standard OIDC scopes.
+    exchange gives access to all scopes"), and ``openid`` alone brings the standard OIDC scopes
+    (``openid profile email address phone``).
     With RBAC (``enforce_policies``) API scopes are cut down to the user's permissions.
     ``offline_access`` survives only when a refresh token can be issued.
     """
     wanted = set(requested)
     if password_exchange and wanted & set(OIDC_SCOPES[:5]) == {"openid"}:
-        wanted |= {"profile", "email"}
+        wanted |= _STANDARD_OIDC_SCOPES
     refresh_allowed = "refresh_token" in client.grant_types and (
         api is None or api.allow_offline_access
     )
@@ -100,6 +108,8 @@ def profile_claims(user: User, scopes: Sequence[str]) -> dict[str, Any]:
     if "email" in scopes:
         claims["email"] = user.email
         claims["email_verified"] = user.email_verified
+    if "phone" in scopes and user.phone_number is not None:
+        claims["phone_number"] = user.phone_number
     return claims
 
 
@@ -111,17 +121,26 @@ def token_response(
     scope = " ".join(issued.scopes)
     if issued.api is None:
         lifetime = OPAQUE_TOKEN_LIFETIME
-        access_token = secrets.token_urlsafe(24)
-        tenant.opaque_tokens[access_token] = {
-            "sub": issued.subject,
-            "azp": issued.client.client_id,
-            "scope": scope,
-            "iat": now,
-            "exp": now + lifetime,
-        }
+        access_token = tenant.encrypt_userinfo_token(
+            {
+                "iss": tenant.issuer,
+                "sub": issued.subject,
+                "aud": tenant.userinfo_audience,
+                "azp": issued.client.client_id,
+                "scope": scope,
+                "iat": now,
+                "exp": now + lifetime,
+            }
+        )
     else:
-        lifetime = issued.api.token_lifetime
-        access_token = tenant.sign(_access_claims(tenant, issued, issued.api, now, lifetime))
+        api = issued.api
+        lifetime = api.token_lifetime
+        access_token = tenant.sign(
+            _access_claims(tenant, issued, api, now, lifetime),
+            algorithm=api.signing_alg,
+            secret=api.signing_secret if api.signing_alg == "HS256" else None,
+            typ="at+jwt" if api.token_dialect in _RFC9068_DIALECTS else "JWT",
+        )
     body: dict[str, Any] = {
         "access_token": access_token,
         "token_type": "Bearer",
@@ -139,18 +158,33 @@ def _access_claims(
     tenant: Tenant, issued: Issued, api: ResourceServer, now: int, lifetime: int
 ) -> dict[str, Any]:
     audience: str | list[str] = api.identifier
-    if issued.user is not None and "openid" in issued.scopes:
+    # "Your access tokens can have two or more audiences only if your custom API is signed with
+    # RS256" (docs secure/tokens/access-tokens/get-access-tokens).
+    if issued.user is not None and "openid" in issued.scopes and api.signing_alg == "RS256":
         audience = [api.identifier, tenant.userinfo_audience]
-    claims: dict[str, Any] = {
-        "iss": tenant.issuer,
-        "sub": issued.subject,
-        "aud": audience,
-        "iat": now,
-        "exp": now + lifetime,
-        "scope": " ".join(issued.scopes),
-        "gty": issued.gty,
-        "azp": issued.client.client_id,
-    }
+    claims: dict[str, Any]
+    if api.token_dialect in _RFC9068_DIALECTS:
+        claims = {
+            "iss": tenant.issuer,
+            "sub": issued.subject,
+            "aud": audience,
+            "client_id": issued.client.client_id,
+            "exp": now + lifetime,
+            "iat": now,
+            "jti": secrets.token_urlsafe(16),
+            "scope": " ".join(issued.scopes),
+        }
+    else:
+        claims = {
+            "iss": tenant.issuer,
+            "sub": issued.subject,
+            "aud": audience,
+            "iat": now,
+            "exp": now + lifetime,
+            "scope": " ".join(issued.scopes),
+            "gty": issued.gty,
+            "azp": issued.client.client_id,
+        }
     if issued.permissions is not None:
         claims["permissions"] = issued.permissions
     return claims

@@ -5,11 +5,20 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import ssl
 from enum import StrEnum
 from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FilePath,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NestedSecretsSettingsSource,
@@ -84,6 +93,32 @@ class Auth0Settings(BaseModel):
     lock_wait_s: float = Field(
         default=2.0, ge=0, le=30, description="How long a worker waits for another's validation."
     )
+    ca_file: FilePath | None = Field(
+        default=None,
+        description=(
+            "PEM certificates that Auth0's TLS certificate is checked against, instead of the "
+            "public roots: a private CA (the emulator's with --tls, an internal proxy's)."
+        ),
+    )
+
+    @field_validator("ca_file")
+    @classmethod
+    def _holds_certificates(cls, value: FilePath | None) -> FilePath | None:
+        if value is not None:
+            try:
+                ssl.create_default_context(cafile=value)
+            except OSError as exc:  # ssl.SSLError included
+                raise ValueError(f"no PEM certificate can be loaded from {value}: {exc}") from exc
+        return value
+
+    def tls_verify(self) -> ssl.SSLContext | bool:
+        """What the HTTP client checks Auth0's certificate with (httpx's ``verify``).
+
+        The CA file's certificates when set, read now; else True, httpx's own default.
+        """
+        if self.ca_file is None:
+            return True
+        return ssl.create_default_context(cafile=self.ca_file)
 
     @property
     def base_url(self) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
+from importlib import resources
 from typing import Any
 
 import pytest
@@ -24,15 +26,30 @@ class RunningEmulator:
         self.issuer = tenant.issuer
 
 
+#: Login limits for the tests' tenants. Auth0's (20 logins a minute per account and IP, then 10;
+#: 100 failed logins a day per IP) are the emulator's defaults, and the tests log the demo users
+#: in again and again from 127.0.0.1, so tenants that do not set these keys get roomy ones. The
+#: tests of the limits set them in their tenant data.
+ROOMY_LOGIN_LIMITS = {
+    "same_user_login_burst": 100_000,
+    "same_user_login_per_minute": 100_000,
+    "suspicious_ip_max_attempts": 100_000,
+    "suspicious_ip_per_day": 100_000,
+}
+
+
 def start_emulator(tenant_data: dict[str, Any] | None = None) -> RunningEmulator:
-    """Serve the demo tenant (or ``tenant_data``) on a free loopback port."""
+    """Serve the demo tenant (or ``tenant_data``) on a free loopback port.
+
+    Login limits the tenant data leaves unset are :data:`ROOMY_LOGIN_LIMITS`.
+    """
     port = free_port()
     issuer = f"http://127.0.0.1:{port}/"
-    tenant = (
-        Tenant.from_file(None, issuer)
-        if tenant_data is None
-        else Tenant.from_dict(tenant_data, issuer)
-    )
+    if tenant_data is None:
+        text = resources.files("emulator").joinpath("demo_tenant.json").read_text()
+        tenant_data = json.loads(text)
+    data = {**tenant_data, "limits": {**ROOMY_LOGIN_LIMITS, **tenant_data.get("limits", {})}}
+    tenant = Tenant.from_dict(data, issuer)
     server = UvicornThread(create_emulator_app(tenant), port=port).start()
     return RunningEmulator(server, tenant)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from pydantic import ValidationError
 
 from settings import Environment, Settings, load_settings
@@ -24,7 +26,12 @@ DEPLOYED: dict[str, Any] = {
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("GATEWAY_ENV", "GATEWAY_SECRETS_DIR", "GATEWAY_AUTH0__CLIENT_SECRET"):
+    for name in (
+        "GATEWAY_ENV",
+        "GATEWAY_SECRETS_DIR",
+        "GATEWAY_AUTH0__CLIENT_SECRET",
+        "GATEWAY_AUTH0__CA_FILE",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -105,3 +112,52 @@ def test_secrets_are_not_shown() -> None:
     settings = Settings(env=Environment.DEV, **DEPLOYED)
     assert "hunter2" not in repr(settings)
     assert "hunter2" not in str(settings.model_dump())
+
+
+def test_a_ca_file_is_allowed_in_every_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca_file = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("GATEWAY_AUTH0__CA_FILE", str(ca_file))
+    deployed: dict[str, Any] = {
+        **DEPLOYED,
+        "database": {"url": "postgresql+asyncpg://db.example/venues"},
+    }
+    for env in Environment:
+        settings = load_settings(env=env, **(deployed if env is not Environment.LOCAL else {}))
+        assert settings.auth0.ca_file == ca_file
+        context = settings.auth0.tls_verify()
+        assert isinstance(context, ssl.SSLContext)
+        assert len(context.get_ca_certs()) == 1
+        assert context.verify_mode is ssl.CERT_REQUIRED
+        assert context.check_hostname
+
+
+def test_without_a_ca_file_httpx_keeps_its_own_roots() -> None:
+    assert Settings(env=Environment.LOCAL).auth0.tls_verify() is True
+
+
+def test_a_ca_file_must_exist_and_hold_a_certificate(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="ca_file"):
+        Settings(env=Environment.LOCAL, auth0={"ca_file": str(tmp_path / "missing.pem")})
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("not a certificate\n")
+    with pytest.raises(ValidationError, match="no PEM certificate"):
+        Settings(env=Environment.LOCAL, auth0={"ca_file": str(not_pem)})
+
+
+def test_prod_still_refuses_the_emulator_over_tls(tmp_path: Path) -> None:
+    ca_file = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca_file))
+    data: dict[str, Any] = {
+        **DEPLOYED,
+        "auth0": {**DEPLOYED["auth0"], "domain": "https://127.0.0.1:8001", "ca_file": ca_file},
+    }
+    assert Settings(env=Environment.INT, **data).auth0.base_url == "https://127.0.0.1:8001"
+    with pytest.raises(ValidationError, match="loopback"):
+        Settings(
+            env=Environment.PROD,
+            database={"url": "postgresql+asyncpg://db.example/venues"},
+            **data,
+        )

@@ -104,6 +104,13 @@ def error_for(
     if status == 429:
         retry_after = retry_after_s(response, DEFAULT_RATE_LIMIT_RETRY_S, wall_clock)
         log.warning("Auth0 rate-limits %s; retry after %ss", endpoint, retry_after)
+        if endpoint is Endpoint.LOGIN:
+            # §3/§9: on a login this is most likely Auth0's same-user login limit (20 a minute
+            # per account and IP, then 10), the caller's doing rather than the gateway's
+            return RateLimited(
+                "Too many login attempts for this account; try again later.",
+                retry_after=retry_after,
+            )
         return RateLimited(
             "The identity provider is rate limiting the gateway; try again later.",
             retry_after=retry_after,

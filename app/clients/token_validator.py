@@ -56,12 +56,18 @@ class TokenValidator:
 
         A JWT is three base64url segments whose first decodes to a JSON object (the
         signature may be empty: ``alg: none`` tokens are then refused by :meth:`verify_jwt`).
+        Opaque is a dotless base64url string, or the encrypted JWE Auth0 issues without an
+        audience (§1.8): five segments, the first a JSON header naming ``enc``, the second
+        (the encrypted key, empty for ``alg: dir``) possibly empty. Only ``/userinfo`` can
+        read either.
         """
         if not token or len(token) > MAX_TOKEN_LENGTH or not _PRINTABLE_ASCII.fullmatch(token):
             return "malformed"
         if "." not in token:
             return "opaque" if _OPAQUE.fullmatch(token) else "malformed"
         parts = token.split(".")
+        if len(parts) == 5:
+            return "opaque" if _is_compact_jwe(parts) else "malformed"
         if (
             len(parts) != 3
             or not _SEGMENT.fullmatch(parts[0])
@@ -204,6 +210,17 @@ def _invalid(reason: str) -> Unauthorized:
     # the reason is for debugging only; the answer is the same stable text for every failure
     log.debug("access token refused: %s", reason)
     return Unauthorized(MSG_INVALID)
+
+
+def _is_compact_jwe(parts: list[str]) -> bool:
+    """RFC 7516 compact form: header, encrypted key (may be empty), IV, ciphertext, tag."""
+    header_segment, encrypted_key, *rest = parts
+    if not _SEGMENT.fullmatch(header_segment) or not _SIGNATURE.fullmatch(encrypted_key):
+        return False
+    if not all(_SEGMENT.fullmatch(part) for part in rest):
+        return False
+    header = _decode_header(header_segment)
+    return header is not None and isinstance(header.get("enc"), str)
 
 
 def _decode_header(segment: str) -> dict[str, Any] | None:

@@ -147,7 +147,9 @@ async def run_provision(
 ) -> tuple[provisioning.Plan, provisioning.Outcome | None]:
     """Plan, and unless ``dry_run`` or nothing is to change, apply; ``echo`` prints progress."""
     if http is None:
-        async with httpx.AsyncClient(timeout=config.auth0.timeout_s) as client:
+        async with httpx.AsyncClient(
+            timeout=config.auth0.timeout_s, verify=config.auth0.tls_verify()
+        ) as client:
             return await run_provision(config, spec, creds, dry_run=dry_run, http=client, echo=echo)
     say = echo or (lambda line: None)
     api = management_client(config, spec, creds, http)

@@ -81,7 +81,9 @@ async def diagnose(
 ) -> list[Check]:
     """Every check, in order; never raises for what it finds."""
     if http is None:
-        async with httpx.AsyncClient(timeout=settings.auth0.timeout_s) as client:
+        async with httpx.AsyncClient(
+            timeout=settings.auth0.timeout_s, verify=settings.auth0.tls_verify()
+        ) as client:
             return await diagnose(settings, company=company, probe=probe, http=client, sleep=sleep)
     spec = doctor_spec(settings, company)
     auth0 = Auth0AuthClient(http, settings.auth0)

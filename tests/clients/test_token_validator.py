@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -271,6 +272,17 @@ class TestAllowExpired:
             assert (await rejected(wired, token, allow_expired=True)).description == INVALID
 
 
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+# The parts of a compact JWE as Auth0 issues one without an audience (alg dir: no encrypted key)
+JWE_HEADER = _b64url(b'{"alg":"dir","enc":"A256GCM","iss":"https://tenant.example/"}')
+JWE_IV = _b64url(b"\x01" * 12)
+JWE_CIPHERTEXT = _b64url(b"\x02" * 90)
+JWE_TAG = _b64url(b"\x03" * 16)
+JWE = f"{JWE_HEADER}..{JWE_IV}.{JWE_CIPHERTEXT}.{JWE_TAG}"
+
 GARBAGE = [
     "",
     " ",
@@ -303,6 +315,17 @@ GARBAGE = [
     "eyJhbGciOiJSUzI1NiJ9.e30.c2ln.",
     "eyJhbGciOiJSUzI1NiJ9\u200b.e30.c2ln",
     "eyJhbGciOiJSUzI1NiIs.e30.c2ln",  # truncated JSON
+    # five parts that are not a compact JWE
+    "....",
+    f"{JWE_HEADER}..{JWE_IV}..{JWE_TAG}",  # no ciphertext
+    f"{JWE_HEADER}...{JWE_CIPHERTEXT}.{JWE_TAG}",  # no IV
+    f"e30..{JWE_IV}.{JWE_CIPHERTEXT}.{JWE_TAG}",  # header {}: no enc
+    f"eyJhbGciOiJSUzI1NiJ9..{JWE_IV}.{JWE_CIPHERTEXT}.{JWE_TAG}",  # a JWS header
+    f"YWJj..{JWE_IV}.{JWE_CIPHERTEXT}.{JWE_TAG}",  # header "abc": not JSON
+    f"{JWE_HEADER}..{JWE_IV}=.{JWE_CIPHERTEXT}.{JWE_TAG}",  # padding
+    f"{JWE_HEADER}.%%.{JWE_IV}.{JWE_CIPHERTEXT}.{JWE_TAG}",
+    f"{JWE_HEADER}..{JWE_IV}.{JWE_CIPHERTEXT}.{JWE_TAG}.",  # six parts
+    f"{JWE_HEADER}..{JWE_IV}.{JWE_CIPHERTEXT}." + "A" * MAX_TOKEN_LENGTH,  # too long
 ]
 
 
@@ -317,12 +340,19 @@ class TestClassify:
     def test_opaque(self, token: str) -> None:
         assert TokenValidator.classify(token) == "opaque"
 
+    def test_an_encrypted_userinfo_token_is_opaque(self) -> None:
+        # Auth0's token without an audience: a compact JWE only /userinfo can read (§1.8)
+        assert TokenValidator.classify(JWE) == "opaque"
+        # another key-management algorithm fills the encrypted-key part
+        with_key = f"{JWE_HEADER}.{_b64url(b'k' * 256)}.{JWE_IV}.{JWE_CIPHERTEXT}.{JWE_TAG}"
+        assert TokenValidator.classify(with_key) == "opaque"
+
     @pytest.mark.parametrize("token", GARBAGE, ids=range(len(GARBAGE)))
     def test_malformed(self, token: str) -> None:
         assert TokenValidator.classify(token) == "malformed"
 
     async def test_malformed_and_opaque_never_reach_the_network(self, wired: Wired) -> None:
-        for token in [*GARBAGE, "a" * 32]:
+        for token in [*GARBAGE, "a" * 32, JWE]:
             await rejected(wired, token)
         assert wired.router.calls.call_count == 0
 

@@ -333,8 +333,9 @@ class TestRaces:
         # no pause between key-set refetches, so the retry below may fetch the new key
         gateway, _ = await gateway_factory(auth0={"jwks_min_refetch_interval_s": 0})
         old = await login(gateway)
-        # new tokens are signed with a key the gateway cannot fetch right now
-        await emulator_http.post("/__emulator/keys/rotate")
+        # new tokens are signed with a key the gateway cannot fetch right now (one never
+        # published: the next key of a rotation would already be in its cached key set)
+        await emulator_http.post("/__emulator/keys/replace-current")
         await emulator_http.post(
             "/__emulator/faults",
             json={"path": "/.well-known/jwks.json", "status": 503, "count": 1},

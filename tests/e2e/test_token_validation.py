@@ -158,20 +158,44 @@ class TestCachedValidation:
                 claims, SPRAY_KEY, algorithm="RS256", headers={**header, "kid": f"spray-{i}"}
             )
             assert (await gateway.get("/auth/me", headers=bearer(forged))).status_code == 401
-        assert (await emulator_http.post("/__emulator/keys/rotate")).status_code == 200
-        # a login right after a real rotation: Auth0's token has the new kid, and it is found
+        # a key the gateway has never seen published (a rotation to the announced next key
+        # would need no refetch at all: see below)
+        replaced = await emulator_http.post("/__emulator/keys/replace-current")
+        assert replaced.status_code == 200
+        # a login right after it: Auth0's token has the new kid, and it is found
         fresh = await gateway.post(
             "/auth/login", json={"username": VIEWER[0], "password": VIEWER[1]}
         )
         assert fresh.status_code == 200, fresh.text
+        new_kid = jwt.get_unverified_header(fresh.json()["access_token"])["kid"]
+        assert new_kid == replaced.json()["kid"]
 
-    async def test_key_rotation_needs_one_jwks_refetch(
+    async def test_a_rotation_to_the_published_next_key_costs_no_refetch(
         self, gateway: httpx.AsyncClient, emulator_http: httpx.AsyncClient
     ) -> None:
+        # Auth0 publishes the next key before it signs with it, so the key set the gateway
+        # cached for the first token already holds the key of the tokens after a rotation.
         before = await direct_token(emulator_http)
         assert (await gateway.get("/auth/me", headers=bearer(before))).status_code == 200
         rotated = await emulator_http.post("/__emulator/keys/rotate")
         assert rotated.status_code == 200
+        after = await direct_token(emulator_http)
+        assert jwt.get_unverified_header(after)["kid"] == rotated.json()["kid"]
+        await emulator_http.post("/__emulator/stats/reset")
+        for _ in range(3):
+            assert (await gateway.get("/auth/me", headers=bearer(after))).status_code == 200
+        requests = (await emulator_stats(emulator_http))["requests"]
+        assert requests.get("GET /.well-known/jwks.json", 0) == 0
+        # the previous key stays published until it is revoked: its tokens still work
+        assert (await gateway.get("/auth/me", headers=bearer(before))).status_code == 200
+
+    async def test_an_unannounced_key_needs_one_jwks_refetch(
+        self, gateway: httpx.AsyncClient, emulator_http: httpx.AsyncClient
+    ) -> None:
+        before = await direct_token(emulator_http)
+        assert (await gateway.get("/auth/me", headers=bearer(before))).status_code == 200
+        replaced = await emulator_http.post("/__emulator/keys/replace-current")
+        assert replaced.status_code == 200
         after = await direct_token(emulator_http)
         await emulator_http.post("/__emulator/stats/reset")
         for _ in range(3):
@@ -179,6 +203,32 @@ class TestCachedValidation:
         requests = (await emulator_stats(emulator_http))["requests"]
         assert requests.get("GET /.well-known/jwks.json") == 1
         assert (await gateway.get("/auth/me", headers=bearer(before))).status_code == 200
+
+    async def test_tokens_of_the_rfc9068_profile_are_accepted(
+        self,
+        gateway: httpx.AsyncClient,
+        emulator: RunningEmulator,
+        emulator_http: httpx.AsyncClient,
+    ) -> None:
+        api = emulator.tenant.resource_servers["https://api.venues.local"]
+        api.token_dialect = "rfc9068_profile_authz"
+        token = await direct_token(emulator_http)
+        assert jwt.get_unverified_header(token)["typ"] == "at+jwt"
+        claims = jwt.decode(token, options={"verify_signature": False})
+        assert "azp" not in claims
+        assert claims["client_id"] == "local-gateway"
+        me = await gateway.get("/auth/me", headers=bearer(token))
+        assert me.status_code == 200, me.text
+        assert me.json()["sub"] == "auth0|demo-viewer"
+        assert me.json()["permissions"] == ["read:venues"]
+        introspected = await gateway.post(
+            "/tokens/introspect", data={"token": token}, auth=("venue-service", INTROSPECT_SECRET)
+        )
+        assert introspected.json()["client_id"] == "local-gateway"
+        # the gateway's own login takes such a token from Auth0 too
+        logged_in = await login(gateway)
+        assert jwt.get_unverified_header(logged_in)["typ"] == "at+jwt"
+        assert (await gateway.get("/auth/me", headers=bearer(logged_in))).status_code == 200
 
     async def test_opaque_token_is_validated_by_userinfo_when_accepted(
         self, gateway_factory: Callable[..., Any], emulator_http: httpx.AsyncClient
@@ -196,7 +246,8 @@ class TestCachedValidation:
             },
         )
         opaque = response.json()["access_token"]
-        assert opaque.count(".") == 0
+        # Auth0's token without an audience: an encrypted JWE, five parts (§1.8)
+        assert opaque.count(".") == 4
         me = await gateway.get("/auth/me", headers=bearer(opaque))
         assert me.status_code == 200
         assert me.json()["sub"] == "auth0|demo-viewer"

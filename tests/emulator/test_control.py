@@ -204,20 +204,97 @@ class TestClock:
         assert claims(fresh)["iat"] > time.time() + 3500
 
 
+async def _published_kids(http: httpx.AsyncClient) -> list[str]:
+    return [k["kid"] for k in (await http.get("/.well-known/jwks.json")).json()["keys"]]
+
+
 class TestKeys:
-    async def test_rotation(self, emulator: RunningEmulator) -> None:
+    async def test_the_next_key_is_published_before_it_signs(
+        self, emulator: RunningEmulator
+    ) -> None:
+        async with client_for(emulator) as http:
+            token = (await login(http))["access_token"]
+            kids = await _published_kids(http)
+        current = jwt.get_unverified_header(token)["kid"]
+        assert kids == [current, emulator.tenant.next_key.kid]
+        assert len(set(kids)) == 2
+
+    async def test_rotation_promotes_the_published_next_key(
+        self, emulator: RunningEmulator
+    ) -> None:
         async with client_for(emulator) as http:
             old_token = (await login(http))["access_token"]
             old_kid = jwt.get_unverified_header(old_token)["kid"]
-            rotated = await http.post("/__emulator/keys/rotate")
-            new_kid = rotated.json()["kid"]
+            announced = (await _published_kids(http))[1]
+            rotated = (await http.post("/__emulator/keys/rotate")).json()
             new_token = (await login(http))["access_token"]
-            kids = [k["kid"] for k in (await http.get("/.well-known/jwks.json")).json()["keys"]]
+            kids = await _published_kids(http)
             old_still_good = await http.get("/userinfo", headers=_bearer(old_token))
-        assert new_kid != old_kid
-        assert jwt.get_unverified_header(new_token)["kid"] == new_kid
-        assert kids == [new_kid, old_kid]
+        assert rotated["kid"] == announced != old_kid
+        assert rotated["previous_kid"] == old_kid
+        assert rotated["next_kid"] not in {announced, old_kid}
+        assert jwt.get_unverified_header(new_token)["kid"] == announced
+        # current, a new next key, and the previous one until it is revoked
+        assert kids == [announced, rotated["next_kid"], old_kid]
         assert old_still_good.status_code == 200
+
+    async def test_a_second_rotation_drops_the_oldest_key(self, emulator: RunningEmulator) -> None:
+        async with client_for(emulator) as http:
+            first = jwt.get_unverified_header((await login(http))["access_token"])["kid"]
+            second = (await http.post("/__emulator/keys/rotate")).json()["kid"]
+            third = (await http.post("/__emulator/keys/rotate")).json()
+            kids = await _published_kids(http)
+        assert third["previous_kid"] == second
+        assert first not in kids
+        assert len(kids) == 3
+
+    async def test_revoking_the_previous_key_ends_its_tokens(
+        self, emulator: RunningEmulator
+    ) -> None:
+        async with client_for(emulator) as http:
+            old_token = (await login(http))["access_token"]
+            old_kid = jwt.get_unverified_header(old_token)["kid"]
+            rotated = (await http.post("/__emulator/keys/rotate")).json()
+            revoked = await http.post("/__emulator/keys/revoke-previous")
+            kids = await _published_kids(http)
+            old_refused = await http.get("/userinfo", headers=_bearer(old_token))
+            again = await http.post("/__emulator/keys/revoke-previous")
+        assert revoked.status_code == 200
+        assert revoked.json() == {**rotated, "previous_kid": None}
+        assert kids == [rotated["kid"], rotated["next_kid"]]
+        assert old_kid not in kids
+        assert old_refused.status_code == 401
+        assert again.status_code == 404
+        assert again.json()["error"] == "not_found"
+
+    async def test_replacing_the_current_key_signs_with_an_unpublished_key(
+        self, emulator: RunningEmulator
+    ) -> None:
+        async with client_for(emulator) as http:
+            old_token = (await login(http))["access_token"]
+            old_kid = jwt.get_unverified_header(old_token)["kid"]
+            before = await _published_kids(http)
+            replaced = (await http.post("/__emulator/keys/replace-current")).json()
+            new_token = (await login(http))["access_token"]
+            after = await _published_kids(http)
+        assert replaced["kid"] not in before
+        assert jwt.get_unverified_header(new_token)["kid"] == replaced["kid"]
+        # the next key stays as announced; the old current key is now the previous one
+        assert replaced["next_kid"] == before[1]
+        assert replaced["previous_kid"] == old_kid
+        assert after == [replaced["kid"], before[1], old_kid]
+
+    def test_assigning_the_key_set(self) -> None:
+        tenant = Tenant("http://emulator.test/")
+        first, second = tenant.current_key, tenant.next_key
+        tenant.keys = [second]
+        assert tenant.current_key is second
+        assert tenant.next_key.kid not in {first.kid, second.kid}
+        assert tenant.previous_key is None
+        third = tenant.next_key
+        tenant.keys = [first, second, third]
+        assert [k.kid for k in tenant.keys] == [first.kid, second.kid, third.kid]
+        assert tenant.previous_key is third
 
 
 class TestRefreshTokenListing:
@@ -262,6 +339,8 @@ CONTROL_CALLS = [
     ("GET", "/__emulator/clock"),
     ("POST", "/__emulator/clock"),
     ("POST", "/__emulator/keys/rotate"),
+    ("POST", "/__emulator/keys/replace-current"),
+    ("POST", "/__emulator/keys/revoke-previous"),
     ("GET", "/__emulator/refresh-tokens"),
     ("DELETE", "/__emulator/blocks"),
     ("GET", "/__emulator/no-such-control"),
@@ -329,7 +408,9 @@ class TestRemoteControl:
     def test_the_commands_pass_the_flag(self, monkeypatch: pytest.MonkeyPatch) -> None:
         calls: list[bool] = []
 
-        def fake_run(*_args: object, allow_remote_control: bool = False) -> None:
+        def fake_run(
+            *_args: object, allow_remote_control: bool = False, **_options: object
+        ) -> None:
             calls.append(allow_remote_control)
 
         monkeypatch.setattr(emulator_server, "run", fake_run)

@@ -8,6 +8,7 @@ import time
 import httpx
 import pytest
 
+from emulator.state import ResourceServer
 from tests.conftest import RunningEmulator
 from tests.emulator.auth_helpers import client_for, login
 from tests.emulator.management_helpers import (
@@ -19,10 +20,8 @@ from tests.emulator.management_helpers import (
     management_token,
 )
 
-RATE_LIMITED = (
-    "Too many requests. Check the X-RateLimit-Limit, X-RateLimit-Remaining and "
-    "X-RateLimit-Reset headers."
-)
+# A live tenant-wide 429's message (auth0-extensions/auth0-reset-tenant#31).
+RATE_LIMITED = "Global limit has been reached"
 
 
 class TestAuthentication:
@@ -225,3 +224,46 @@ class TestErrorShape:
         async with client_for(running) as http:
             stats = (await http.get("/__emulator/stats")).json()
         assert stats["requests"]["GET /api/v2/users/{user_id}"] == 1
+
+
+class TestPagingLimits:
+    """Docs ``api/management/v2`` (``per_page``/``take`` at most 50 on Public Cloud) and
+    ``migrate-to-paginated-queries`` (an unpaginated list returns at most 50 items)."""
+
+    @pytest.mark.parametrize(
+        ("path", "params"),
+        [
+            ("/clients", {"per_page": 51}),
+            ("/resource-servers", {"per_page": 51}),
+            ("/client-grants", {"per_page": 51}),
+            ("/client-grants", {"take": 51}),
+            ("/users/auth0%7Cdemo-admin/permissions", {"per_page": 51}),
+        ],
+    )
+    async def test_fifty_a_page_at_most(
+        self, shared_api: httpx.AsyncClient, path: str, params: dict[str, int]
+    ) -> None:
+        response = await shared_api.get(path, params=params)
+        name = next(iter(params))
+        assert_management_error(
+            response,
+            400,
+            f"Query validation error: 'Value 51 is greater than maximum 50' on property {name}.",
+            "invalid_query_string",
+        )
+
+    async def test_an_unpaginated_list_stops_at_fifty(
+        self, api: httpx.AsyncClient, running: RunningEmulator
+    ) -> None:
+        for i in range(60):
+            identifier = f"https://api-{i:02d}.example"
+            running.tenant.resource_servers[identifier] = ResourceServer(identifier, f"API {i}")
+        total = len(running.tenant.resource_servers)
+        bare = await api.get("/resource-servers")
+        totals = await api.get("/resource-servers", params={"include_totals": "true"})
+        paged = await api.get("/resource-servers", params={"page": 1, "per_page": 50})
+        assert len(bare.json()) == 50
+        body = totals.json()
+        assert (body["start"], body["limit"], body["total"]) == (0, 50, total)
+        assert len(body["resource_servers"]) == 50
+        assert len(paged.json()) == total - 50

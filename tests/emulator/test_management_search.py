@@ -57,3 +57,88 @@ def test_a_recursion_error_is_400_too() -> None:
     finally:
         sys.setrecursionlimit(limit)
     assert parsing.value.status == matching.value.status == 400
+
+
+# A user as the Management API shows one, for the query language's own rules.
+JANE: dict[str, object] = {
+    "user_id": "auth0|jane",
+    "email": "jane.doe@example.com",
+    "name": "Jane Doe",
+    "nickname": "jane",
+    "logins_count": 150,
+    "created_at": "2021-03-04T05:06:07.000Z",
+    "email_verified": True,
+    "app_metadata": {"plan": "Gold", "seats": 5},
+    "user_metadata": {"city": "Paris"},
+}
+
+
+@pytest.mark.parametrize(
+    ("q", "matches"),
+    [
+        # ranges: square brackets inclusive, curly exclusive, * open (docs user-search-query-syntax)
+        ("logins_count:[100 TO 200]", True),
+        ("logins_count:{100 TO *]", True),
+        ("logins_count:[150 TO 200]", True),
+        ("logins_count:{150 TO 200]", False),
+        ("logins_count:[100 TO 150}", False),
+        ("logins_count:[* TO 99]", False),
+        ("app_metadata.seats:[5 TO 5]", True),
+        ("created_at:[2020-01-01 TO *]", True),
+        ("created_at:[2021-03-04T05:06:07Z TO 2021-03-04T05:06:07Z]", True),
+        ("created_at:{2021-03-04T05:06:07Z TO *]", False),
+        ("created_at:[* TO 2021-01-01}", False),
+        ("created_at:[2021-01-01 TO 2022-01-01} AND logins_count:[100 TO *]", True),
+        ("nickname:[a TO k]", True),
+        ("email_verified:[a TO z]", False),
+        # email.domain, the domain part of the email
+        ("email.domain:example.com", True),
+        ("email.domain:EXAMPLE.com", True),
+        ("email.domain:other.com", False),
+        # field groups
+        ("name:(john OR jane*)", True),
+        ("name:(john OR mary)", False),
+        ('name:("Jane Doe" AND jane*)', True),
+        ("nickname:(NOT bob)", True),
+        ("name:(jane*) AND email.domain:(other.com OR example.com)", True),
+        # normalized fields in any case, every other field as written
+        ("name:JANE*", True),
+        ('name:"jane doe"', True),
+        ("email:JANE.DOE@example.com", True),
+        ("app_metadata.plan:Gold", True),
+        ("app_metadata.plan:gold", False),
+        ('user_id:"AUTH0|jane"', False),
+        # a leading wildcard with three literal characters or more
+        ("name:*doe", True),
+        ("email:*example.com", True),
+        ("name:*", True),
+    ],
+)
+def test_query_rules(q: str, matches: bool) -> None:
+    assert compile_query(q)(JANE) is matches
+
+
+@pytest.mark.parametrize(
+    ("q", "reason"),
+    [
+        ("name:*oe", "a leading wildcard needs at least 3 more characters"),
+        ("name:*o*", "a leading wildcard needs at least 3 more characters"),
+        ("*oe", "a leading wildcard needs at least 3 more characters"),
+        ("user_metadata.city:Par*", "no wildcards on user_metadata fields"),
+        ("user_metadata.visits:[1 TO 5]", "no ranges on user_metadata fields"),
+        ("name:(jane", "missing ')'"),
+    ],
+)
+def test_refused_queries(q: str, reason: str) -> None:
+    with pytest.raises(ManagementError) as error:
+        compile_query(q)
+    assert (error.value.status, error.value.error_code) == (400, "invalid_query_string")
+    assert reason in error.value.message
+
+
+def test_a_field_group_counts_towards_the_nesting_bound() -> None:
+    deep = "name:(" * (MAX_DEPTH + 1) + "x" + ")" * (MAX_DEPTH + 1)
+    with pytest.raises(ManagementError) as error:
+        compile_query(deep)
+    assert f"nested more than {MAX_DEPTH} deep" in error.value.message
+    assert compile_query("nickname:(" * MAX_DEPTH + "jane" + ")" * MAX_DEPTH)(JANE) is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -421,7 +422,7 @@ class TestListUsers:
         )
 
     async def test_by_email(self, shared_api: httpx.AsyncClient) -> None:
-        found = await shared_api.get("/users-by-email", params={"email": "Admin@Venues.Local"})
+        found = await shared_api.get("/users-by-email", params={"email": "admin@venues.local"})
         none = await shared_api.get("/users-by-email", params={"email": "nobody@venues.local"})
         missing = await shared_api.get("/users-by-email")
         assert [u["user_id"] for u in found.json()] == ["auth0|demo-admin"]
@@ -431,6 +432,54 @@ class TestListUsers:
             400,
             "Query validation error: 'Missing required property: email'.",
             "invalid_query_string",
+        )
+
+    async def test_by_email_is_case_sensitive(self, api: httpx.AsyncClient) -> None:
+        # Auth0 stores database users' emails in lower case and matches the address exactly.
+        created = await create(api)
+        assert created["email"] == "new.person@venues.local"
+        exact = await api.get("/users-by-email", params={"email": "new.person@venues.local"})
+        mixed = await api.get("/users-by-email", params={"email": NEW_USER["email"]})
+        upper = await api.get("/users-by-email", params={"email": "ADMIN@VENUES.LOCAL"})
+        assert [u["user_id"] for u in exact.json()] == [created["user_id"]]
+        assert mixed.json() == []
+        assert upper.json() == []
+
+
+def _add_users(running: RunningEmulator, count: int) -> None:
+    """``count`` more users, copies of the viewer (no password hashing: that would be slow)."""
+    viewer = running.tenant.users["auth0|demo-viewer"]
+    for i in range(count):
+        user_id = f"auth0|many-{i:04d}"
+        running.tenant.users[user_id] = dataclasses.replace(
+            viewer, user_id=user_id, email=f"user{i:04d}@many.example"
+        )
+
+
+class TestListLimits:
+    async def test_a_list_reaches_the_first_thousand_users_only(
+        self, running: RunningEmulator, admin: str
+    ) -> None:
+        _add_users(running, 1010)
+        async with management_client(running, admin) as api:
+            last = await api.get("/users", params={"page": 19, "per_page": 50})
+            odd = await api.get(
+                "/users", params={"page": 33, "per_page": 30, "include_totals": "true"}
+            )
+            beyond = await api.get(
+                "/users", params={"page": 20, "per_page": 50, "q": "email.domain:many.example"}
+            )
+        assert last.status_code == 200
+        assert len(last.json()) == 50
+        # the 991st to the 1,000th: a page that crosses the limit is cut at it
+        assert len(odd.json()["users"]) == 10
+        assert odd.json()["total"] == 1000
+        assert_management_error(
+            beyond,
+            400,
+            "You can only page through the first 1000 records. "
+            "See https://auth0.com/docs/users/search/v3/view-search-results-by-page#limitation",
+            "invalid_paging",
         )
 
 

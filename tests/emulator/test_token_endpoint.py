@@ -9,6 +9,7 @@ from typing import Any
 import jwt
 import pytest
 
+from emulator.state import Tenant
 from tests.conftest import RunningEmulator, start_emulator
 from tests.emulator.auth_helpers import (
     ADMIN,
@@ -22,6 +23,7 @@ from tests.emulator.auth_helpers import (
     claims,
     client_for,
     demo_tenant,
+    login,
     login_body,
 )
 
@@ -113,7 +115,21 @@ class TestPasswordRealm:
     async def test_only_openid_brings_standard_scopes(self, shared: RunningEmulator) -> None:
         async with client_for(shared) as http:
             response = await http.post("/oauth/token", json=login_body(scope="openid read:venues"))
-        assert response.json()["scope"] == "openid profile email read:venues"
+        assert response.json()["scope"] == "openid profile email address phone read:venues"
+
+    async def test_openid_alone_without_audience(self, shared: RunningEmulator) -> None:
+        async with client_for(shared) as http:
+            response = await http.post(
+                "/oauth/token", json=login_body(scope="openid", audience=None)
+            )
+        assert response.json()["scope"] == "openid profile email address phone"
+
+    async def test_other_oidc_scopes_are_not_expanded(self, shared: RunningEmulator) -> None:
+        async with client_for(shared) as http:
+            response = await http.post(
+                "/oauth/token", json=login_body(scope="openid email", audience=None)
+            )
+        assert response.json()["scope"] == "openid email"
 
     @pytest.mark.parametrize(
         ("user", "password"),
@@ -166,7 +182,12 @@ class TestPasswordRealm:
             response = await http.post(
                 "/oauth/token", json=login_body(audience="https://nope.example")
             )
-        assert_error(response, 403, "access_denied", "Service not found: https://nope.example")
+        assert_error(
+            response,
+            403,
+            "access_denied",
+            "Service not enabled within domain: https://nope.example",
+        )
 
     async def test_grant_not_allowed(self, emulator_factory: Factory) -> None:
         data = demo_tenant()
@@ -221,7 +242,7 @@ class TestScopesAndAudience:
                 json=login_body(VIEWER, scope="openid read:venues delete:venues"),
             )
         body = response.json()
-        assert body["scope"] == "openid profile email read:venues"
+        assert body["scope"] == "openid profile email address phone read:venues"
         access = claims(body["access_token"])
         assert access["scope"] == body["scope"]
         assert access["permissions"] == ["read:venues"]
@@ -231,7 +252,7 @@ class TestScopesAndAudience:
     ) -> None:
         async with client_for(shared) as http:
             response = await http.post("/oauth/token", json=login_body(VIEWER, scope="openid"))
-        assert response.json()["scope"] == "openid profile email read:venues"
+        assert response.json()["scope"] == "openid profile email address phone read:venues"
 
     async def test_without_rbac_all_scopes(self, emulator_factory: Factory) -> None:
         data = demo_tenant()
@@ -264,14 +285,44 @@ class TestScopesAndAudience:
             body = (await http.post("/oauth/token", json=login_body())).json()
         assert "refresh_token" not in body
 
-    async def test_opaque_token_without_audience(self, shared: RunningEmulator) -> None:
+    async def test_encrypted_token_without_audience(self, shared: RunningEmulator) -> None:
         async with client_for(shared) as http:
             body = (await http.post("/oauth/token", json=login_body(audience=None))).json()
         token = body["access_token"]
-        assert token.count(".") != 2
-        assert token in shared.tenant.opaque_tokens
+        # a compact JWE: header, an empty encrypted key (alg dir), IV, ciphertext, tag
+        header, key, iv, ciphertext, tag = token.split(".")
+        assert jwt.utils.base64url_decode(header) == (
+            f'{{"alg":"dir","enc":"A256GCM","iss":"{shared.issuer}"}}'.encode()
+        )
+        assert key == ""
+        assert len(jwt.utils.base64url_decode(iv)) == 12
+        assert len(jwt.utils.base64url_decode(tag)) == 16
+        assert b"auth0|demo-admin" not in jwt.utils.base64url_decode(ciphertext)
+        with pytest.raises(jwt.DecodeError):
+            jwt.get_unverified_header(token)
+        sealed = shared.tenant.decrypt_userinfo_token(token)
+        assert sealed is not None
+        assert sealed["sub"] == "auth0|demo-admin"
+        assert sealed["aud"] == f"{shared.issuer}userinfo"
         assert body["scope"] == "openid profile email offline_access"
+        assert body["expires_in"] == 86400
         assert "refresh_token" in body
+
+    def test_an_encrypted_token_is_read_by_its_tenant_only(self, shared: RunningEmulator) -> None:
+        token = shared.tenant.encrypt_userinfo_token({"sub": "auth0|x", "exp": 1})
+        header, key, iv, ciphertext, tag = token.split(".")
+        other = Tenant(shared.issuer)
+        flipped = ("A" if ciphertext[0] != "A" else "B") + ciphertext[1:]
+        for forged in (
+            ".".join((header, key, iv, flipped, tag)),
+            ".".join((header, "x", iv, ciphertext, tag)),
+            ".".join((header, key, iv, ciphertext, tag + "=")),
+            token + ".",
+            token.replace(".", "", 1),
+        ):
+            assert shared.tenant.decrypt_userinfo_token(forged) is None, forged
+        assert other.decrypt_userinfo_token(token) is None
+        assert shared.tenant.decrypt_userinfo_token(token) == {"sub": "auth0|x", "exp": 1}
 
     async def test_default_audience(self, emulator_factory: Factory) -> None:
         data = demo_tenant()
@@ -401,7 +452,12 @@ class TestClientCredentials:
             response = await http.post(
                 "/oauth/token", json=self._body(shared, audience="https://nope.example")
             )
-        assert_error(response, 403, "access_denied", "Service not found: https://nope.example")
+        assert_error(
+            response,
+            403,
+            "access_denied",
+            "Service not enabled within domain: https://nope.example",
+        )
 
     async def test_bad_secret(self, shared: RunningEmulator) -> None:
         async with client_for(shared) as http:
@@ -425,3 +481,119 @@ class TestClientCredentials:
         async with client_for(running) as http:
             response = await http.post("/oauth/token", json=login_body(client_secret=None))
         assert response.status_code == 200
+
+
+def _api_as(emulator_factory: Factory, **api: Any) -> RunningEmulator:
+    """The demo tenant with its API changed, and a client grant to it for the demo client."""
+    data = demo_tenant()
+    data["resource_servers"][0].update(api)
+    grant = {"client_id": CLIENT_ID, "audience": API, "scope": ["read:venues"]}
+    data["client_grants"].append(grant)
+    return emulator_factory(data)
+
+
+class TestTokenProfiles:
+    """An API's ``token_dialect`` and ``signing_alg`` (docs ``access-token-profiles``)."""
+
+    async def test_auth0_profile(self, shared: RunningEmulator) -> None:
+        async with client_for(shared) as http:
+            body = await login(http)
+        token = body["access_token"]
+        assert jwt.get_unverified_header(token)["typ"] == "JWT"
+        access = claims(token)
+        names = ["iss", "sub", "aud", "iat", "exp", "scope", "gty", "azp", "permissions"]
+        assert list(access) == names
+        assert access["azp"] == CLIENT_ID
+
+    @pytest.mark.parametrize("dialect", ["rfc9068_profile", "rfc9068_profile_authz"])
+    async def test_rfc9068_profile(self, emulator_factory: Factory, dialect: str) -> None:
+        running = _api_as(emulator_factory, token_dialect=dialect)
+        async with client_for(running) as http:
+            first = (await login(http))["access_token"]
+            second = (await login(http))["access_token"]
+        header = jwt.get_unverified_header(first)
+        assert header["typ"] == "at+jwt"
+        assert header["alg"] == "RS256"
+        assert header["kid"] == running.tenant.current_key.kid
+        access = jwt.decode(
+            first,
+            running.tenant.current_key.private_key.public_key(),
+            algorithms=["RS256"],
+            audience=API,
+            issuer=running.issuer,
+        )
+        expected = ["iss", "sub", "aud", "client_id", "exp", "iat", "jti", "scope"]
+        if dialect == "rfc9068_profile_authz":
+            expected.append("permissions")
+        assert list(access) == expected
+        assert access["client_id"] == CLIENT_ID
+        assert access["aud"] == [API, f"{running.issuer}userinfo"]
+        assert access["jti"] != claims(second)["jti"]
+        assert "gty" not in access
+        assert "azp" not in access
+
+    async def test_rfc9068_machine_token(self, emulator_factory: Factory) -> None:
+        running = _api_as(emulator_factory, token_dialect="rfc9068_profile")
+        async with client_for(running) as http:
+            response = await http.post(
+                "/oauth/token",
+                json={
+                    "grant_type": "client_credentials",
+                    "client_id": CLIENT_ID,
+                    "client_secret": CLIENT_SECRET,
+                    "audience": API,
+                },
+            )
+        token = response.json()["access_token"]
+        assert jwt.get_unverified_header(token)["typ"] == "at+jwt"
+        access = claims(token)
+        assert access["sub"] == f"{CLIENT_ID}@clients"
+        assert access["client_id"] == CLIENT_ID
+        assert access["aud"] == API
+        assert "gty" not in access
+
+    async def test_an_rfc9068_token_works_at_userinfo(self, emulator_factory: Factory) -> None:
+        running = _api_as(emulator_factory, token_dialect="rfc9068_profile")
+        async with client_for(running) as http:
+            token = (await login(http))["access_token"]
+            response = await http.get("/userinfo", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200
+        assert response.json()["sub"] == "auth0|demo-admin"
+
+    async def test_hs256_api_signs_with_its_signing_secret(self, emulator_factory: Factory) -> None:
+        running = _api_as(emulator_factory, signing_alg="HS256", signing_secret="s" * 32)
+        async with client_for(running) as http:
+            token = (await login(http))["access_token"]
+        header = jwt.get_unverified_header(token)
+        assert header["alg"] == "HS256"
+        assert "kid" not in header
+        access = jwt.decode(token, "s" * 32, algorithms=["HS256"], audience=API)
+        # two audiences only for RS256 APIs (docs get-access-tokens, "Multiple audiences")
+        assert access["aud"] == API
+        assert access["sub"] == "auth0|demo-admin"
+
+    async def test_hs256_without_a_configured_secret_makes_one(
+        self, emulator_factory: Factory
+    ) -> None:
+        running = _api_as(emulator_factory, signing_alg="HS256")
+        async with client_for(running) as http:
+            token = (await login(http))["access_token"]
+        secret = running.tenant.resource_servers[API].extra["signing_secret"]
+        assert jwt.decode(token, secret, algorithms=["HS256"], audience=API)["aud"] == API
+
+    @pytest.mark.parametrize("algorithm", ["RS512", "PS256"])
+    async def test_other_asymmetric_algorithms(
+        self, emulator_factory: Factory, algorithm: str
+    ) -> None:
+        running = _api_as(emulator_factory, signing_alg=algorithm)
+        async with client_for(running) as http:
+            token = (await login(http))["access_token"]
+        header = jwt.get_unverified_header(token)
+        assert (header["alg"], header["kid"]) == (algorithm, running.tenant.current_key.kid)
+        access = jwt.decode(
+            token,
+            running.tenant.current_key.private_key.public_key(),
+            algorithms=[algorithm],
+            audience=API,
+        )
+        assert access["aud"] == API

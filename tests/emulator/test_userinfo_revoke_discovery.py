@@ -11,6 +11,7 @@ import httpx
 import jwt
 import pytest
 
+from emulator.state import Tenant
 from tests.conftest import RunningEmulator, start_emulator
 from tests.emulator.auth_helpers import (
     ADMIN,
@@ -81,6 +82,27 @@ class TestUserinfo:
         assert response.status_code == 200
         assert response.json()["name"] == "Demo Admin"
         assert "email" not in response.json()
+
+    async def test_an_encrypted_token_of_another_tenant_is_refused(
+        self, emulator: RunningEmulator
+    ) -> None:
+        stranger = Tenant(emulator.issuer)
+        foreign = stranger.encrypt_userinfo_token(
+            {"sub": "auth0|demo-admin", "scope": "openid", "exp": emulator.tenant.now() + 60}
+        )
+        async with client_for(emulator) as http:
+            response = await http.get("/userinfo", headers=_bearer(foreign))
+            dotted = await http.get("/userinfo", headers=_bearer("a.b.c.d.e"))
+        _assert_invalid_token(response, "Invalid token")
+        _assert_invalid_token(dotted, "Invalid token")
+
+    async def test_openid_alone_releases_the_phone_number(self, emulator: RunningEmulator) -> None:
+        emulator.tenant.users["auth0|demo-admin"].phone_number = "+15555550100"
+        async with client_for(emulator) as http:
+            token = (await login(http, audience=None, scope="openid"))["access_token"]
+            body = (await http.get("/userinfo", headers=_bearer(token))).json()
+        assert body["phone_number"] == "+15555550100"
+        assert body["email"] == ADMIN[0]
 
     async def test_opaque_token_without_openid(self, emulator: RunningEmulator) -> None:
         async with client_for(emulator) as http:
@@ -255,6 +277,51 @@ class TestDiscovery:
         assert "RS256" in doc["id_token_signing_alg_values_supported"]
         assert "grant_types_supported" not in doc
         assert "introspection_endpoint" not in doc
+
+    async def test_fields_in_a_live_tenants_order(self, shared: RunningEmulator) -> None:
+        async with client_for(shared) as http:
+            doc = (await http.get("/.well-known/openid-configuration")).json()
+        issuer = shared.issuer
+        # A live tenant's document as captured, less the methods and token bindings the
+        # emulator does not implement (token_endpoint_auth_signing_alg_values_supported,
+        # tls_client_certificate_bound_access_tokens, dpop_signing_alg_values_supported).
+        assert list(doc) == [
+            "issuer",
+            "authorization_endpoint",
+            "token_endpoint",
+            "device_authorization_endpoint",
+            "userinfo_endpoint",
+            "mfa_challenge_endpoint",
+            "jwks_uri",
+            "registration_endpoint",
+            "revocation_endpoint",
+            "scopes_supported",
+            "response_types_supported",
+            "code_challenge_methods_supported",
+            "response_modes_supported",
+            "subject_types_supported",
+            "token_endpoint_auth_methods_supported",
+            "claims_supported",
+            "request_uri_parameter_supported",
+            "request_parameter_supported",
+            "id_token_signing_alg_values_supported",
+            "request_object_signing_alg_values_supported",
+            "backchannel_logout_supported",
+            "backchannel_logout_session_supported",
+            "end_session_endpoint",
+            "backchannel_authentication_endpoint",
+            "backchannel_token_delivery_modes_supported",
+            "global_token_revocation_endpoint",
+            "global_token_revocation_endpoint_auth_methods_supported",
+        ]
+        assert doc["request_parameter_supported"] is True
+        assert doc["backchannel_authentication_endpoint"] == f"{issuer}bc-authorize"
+        assert doc["global_token_revocation_endpoint"] == (
+            f"{issuer}oauth/global-token-revocation/connection/{{connectionName}}"
+        )
+        assert doc["global_token_revocation_endpoint_auth_methods_supported"] == [
+            "global-token-revocation+jwt"
+        ]
 
     async def test_jwks_verifies_tokens(self, shared: RunningEmulator) -> None:
         async with client_for(shared) as http:
