@@ -114,47 +114,37 @@ class MemcachedProcess:
         if self._proc is not None:
             self._proc.send_signal(signal.SIGCONT)
 
-    def command(self, line: bytes, data: bytes | None = None) -> bytes:
-        """Send one raw command (``data`` as its data block) and return the first reply line."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
-            sock.sendall(line + b"\r\n" + (data + b"\r\n" if data is not None else b""))
+    def exchange(self, payload: bytes, until: bytes, timeout_s: float = 2) -> bytes:
+        """Send raw protocol bytes on a new connection; read the reply up to ``until``."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout_s) as sock:
+            sock.sendall(payload)
             reply = b""
-            while not reply.endswith(b"\r\n"):
+            while not reply.endswith(until):
                 chunk = sock.recv(65536)
                 if not chunk:
                     break
                 reply += chunk
-        return reply.strip()
+        return reply
+
+    def command(self, line: bytes, data: bytes | None = None) -> bytes:
+        """Send one raw command (``data`` as its data block) and return the first reply line."""
+        block = data + b"\r\n" if data is not None else b""
+        return self.exchange(line + b"\r\n" + block, b"\r\n").strip()
 
     def fill(self, count: int, sizes: range) -> None:
         """Write ``count`` filler items of every size in ``sizes`` (bytes) over one connection:
         memcached evicts per slab class, so pressure must reach the classes that matter."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
-            for size in sizes:
-                value = b"f" * size
-                batch = b"".join(
-                    f"set filler:{size}:{i} 0 600 {size} noreply\r\n".encode() + value + b"\r\n"
-                    for i in range(count)
-                )
-                sock.sendall(batch)
-            sock.sendall(b"version\r\n")
-            reply = b""
-            while not reply.endswith(b"\r\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                reply += chunk
+        batch = b"".join(
+            f"set filler:{size}:{i} 0 600 {size} noreply\r\n".encode() + b"f" * size + b"\r\n"
+            for size in sizes
+            for i in range(count)
+        )
+        # a closing command with a reply: memcached has taken every set once it answers
+        self.exchange(batch + b"version\r\n", b"\r\n", timeout_s=10)
 
     def get(self, key: str) -> bytes | None:
         """The raw value under ``key``."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
-            sock.sendall(b"get " + key.encode() + b"\r\n")
-            data = b""
-            while not data.endswith(b"END\r\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+        data = self.exchange(b"get " + key.encode() + b"\r\n", b"END\r\n")
         if not data.startswith(b"VALUE "):
             return None
         header, _, rest = data.partition(b"\r\n")
@@ -182,28 +172,14 @@ class MemcachedProcess:
         return keys
 
     def _item_count(self) -> int:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
-            sock.sendall(b"stats\r\n")
-            data = b""
-            while not data.endswith(b"END\r\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+        data = self.exchange(b"stats\r\n", b"END\r\n")
         for line in data.decode().splitlines():
             if line.startswith("STAT curr_items "):
                 return int(line.split()[2])
         return 0
 
     def _dump_keys(self) -> list[str]:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
-            sock.sendall(b"lru_crawler metadump all\r\n")
-            data = b""
-            while not data.endswith(b"END\r\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+        data = self.exchange(b"lru_crawler metadump all\r\n", b"END\r\n")
         keys = []
         for line in data.decode().splitlines():
             if line.startswith("key="):
