@@ -96,7 +96,13 @@ def _sqlite_write_ahead_log(dbapi_connection: Any, _: Any) -> None:
     # WAL lets readers go on while one process writes (the default journal blocks them), and
     # with it synchronous=NORMAL syncs at checkpoints instead of at every commit
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    try:
+        # the mode is kept in the file, so one connection that gets to set it is enough; the
+        # switch needs the file to itself, and another connection busy writing makes it fail
+        cursor.execute("PRAGMA journal_mode=WAL")
+    except Exception as exc:  # the driver's OperationalError, through SQLAlchemy's adapter
+        if "locked" not in str(exc):
+            raise
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
