@@ -24,6 +24,10 @@ class Cache(Protocol):
         """Remove ``key`` if present."""
         ...
 
+    async def incr(self, key: str, delta: int = 1) -> int | None:
+        """memcached's atomic ``incr``: the new value; None when absent or unreachable."""
+        ...
+
     async def ping(self) -> bool:
         """True when the backend answers (readiness)."""
         ...

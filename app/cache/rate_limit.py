@@ -2,10 +2,9 @@
 
 The window is ``window_s`` long and aligned to the epoch, so every worker counts into the same
 key (``<namespace>:<kind>:<sha256 of "subject:window">``). Counting uses the cache's atomic
-``incr`` when it has one (memcached, the in-memory cache), seeding a missing counter with
-``add``; a cache without ``incr`` falls back to read-then-write, which may under-count under
-races. When the cache is unreachable the limiter lets requests through (fail open): sign-up
-stays available, and Auth0's own limits still apply behind it.
+``incr``, seeding a missing counter with ``add``. When the cache is unreachable the limiter
+lets requests through (fail open): sign-up stays available, and Auth0's own limits still apply
+behind it.
 """
 
 from __future__ import annotations
@@ -14,18 +13,8 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 from app.cache import Cache, cache_key
-
-
-@runtime_checkable
-class SupportsIncr(Protocol):
-    """A cache with memcached's atomic ``incr``."""
-
-    async def incr(self, key: str, delta: int = 1) -> int | None:
-        """The new value, or None when ``key`` is absent (or the backend failed)."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -84,18 +73,10 @@ class FixedWindowLimiter:
         return Verdict(count < self.limit, count, retry_after)
 
     async def _increment(self, key: str, *, ttl_s: float) -> int:
-        cache = self._cache
-        if isinstance(cache, SupportsIncr):
-            count = await cache.incr(key)
-            if count is not None:
-                return count
-            if await cache.add(key, b"1", ttl_s):
-                return 1  # also when the cache is down: add then "wins" (fail open)
-            return await cache.incr(key) or 1
-        raw = await cache.get(key)
-        try:
-            count = int(raw or b"0") + 1
-        except ValueError:
-            count = 1
-        await cache.set(key, str(count).encode(), ttl_s)
-        return count
+        count = await self._cache.incr(key)
+        if count is not None:
+            return count
+        if await self._cache.add(key, b"1", ttl_s):
+            return 1  # also when the cache is down: add then "wins" (fail open)
+        # another worker seeded the counter between our incr and our add
+        return await self._cache.incr(key) or 1
