@@ -49,28 +49,30 @@ class FixedWindowLimiter:
 
     async def hit(self, subject: str) -> Verdict:
         """Count one hit for ``subject``."""
-        now = self._clock()
-        window = math.floor(now / self.window_s)
-        retry_after = max(1, math.ceil((window + 1) * self.window_s - now))
+        key, retry_after = self._window_key(subject)
         if self.limit <= 0:
             return Verdict(True, 0, retry_after)
-        key = cache_key(self._ns, self._kind, f"{subject}:{window}")
         count = await self._increment(key, ttl_s=retry_after + 1)
         return Verdict(count <= self.limit, count, retry_after)
 
     async def peek(self, subject: str) -> Verdict:
         """How ``subject`` stands in the current window, without counting a hit."""
-        now = self._clock()
-        window = math.floor(now / self.window_s)
-        retry_after = max(1, math.ceil((window + 1) * self.window_s - now))
+        key, retry_after = self._window_key(subject)
         if self.limit <= 0:
             return Verdict(True, 0, retry_after)
-        raw = await self._cache.get(cache_key(self._ns, self._kind, f"{subject}:{window}"))
+        raw = await self._cache.get(key)
         try:
             count = int(raw or b"0")
         except ValueError:
             count = 0
         return Verdict(count < self.limit, count, retry_after)
+
+    def _window_key(self, subject: str) -> tuple[str, int]:
+        """The counter's key in the current window, and the seconds until the window ends."""
+        now = self._clock()
+        window = math.floor(now / self.window_s)
+        retry_after = max(1, math.ceil((window + 1) * self.window_s - now))
+        return cache_key(self._ns, self._kind, f"{subject}:{window}"), retry_after
 
     async def _increment(self, key: str, *, ttl_s: float) -> int:
         count = await self._cache.incr(key)

@@ -48,19 +48,29 @@ async def start(store: SessionStore, token: str, *, sub: str = SUB, refresh: str
     assert replaced == []
 
 
-async def refresh(store: SessionStore, old: str, new: str) -> None:
-    """Move ``old``'s session to ``new`` as a refresh does."""
-    claimed = await store.claim_refresh(old, "me", 10)
-    assert claimed is not None
+async def move(
+    store: SessionStore, session_id: str, owner: str, old: str, new: str, answer: bytes = b"{}"
+) -> tuple[str, list[SecretStr]]:
+    """Complete a refresh of ``old`` to ``new`` as ``owner``; the store's outcome."""
     now = int(time.time())
     outcome, replaced = await store.complete_refresh(
-        session_id=claimed.session_id,
-        owner="me",
+        session_id=session_id,
+        owner=owner,
         old_token=old,
         new_token=new,
         issued_at=now,
         expires_at=now + 600,
-        answer=b'{"access_token": "%s"}' % new.encode(),
+        answer=answer,
+    )
+    return outcome, replaced
+
+
+async def refresh(store: SessionStore, old: str, new: str) -> None:
+    """Move ``old``'s session to ``new`` as a refresh does."""
+    claimed = await store.claim_refresh(old, "me", 10)
+    assert claimed is not None
+    outcome, replaced = await move(
+        store, claimed.session_id, "me", old, new, b'{"access_token": "%s"}' % new.encode()
     )
     assert (outcome, replaced) == ("moved", [])
 
@@ -128,16 +138,7 @@ class TestRefreshLease:
         claimed = await store.claim_refresh("t1", "me", 10)
         assert claimed is not None
         await store.end_chain("t1", sub=SUB, expires_at=int(time.time()) + 600)
-        now = int(time.time())
-        outcome, _ = await store.complete_refresh(
-            session_id=claimed.session_id,
-            owner="me",
-            old_token="t1",
-            new_token="t2",
-            issued_at=now,
-            expires_at=now + 600,
-            answer=b"{}",
-        )
+        outcome, _ = await move(store, claimed.session_id, "me", "t1", "t2")
         assert outcome == "ended"
         assert await store.find("t2") is None
 
@@ -255,16 +256,7 @@ class TestFromTheReview:
         second = await store.claim_refresh("t1", "fast", 10)
         assert second is not None
         assert not await store.keep_rotated(first.session_id, "slow", SecretStr("rotated"))
-        now = int(time.time())
-        outcome, _ = await store.complete_refresh(
-            session_id=first.session_id,
-            owner="slow",
-            old_token="t1",
-            new_token="t2",
-            issued_at=now,
-            expires_at=now + 600,
-            answer=b"{}",
-        )
+        outcome, _ = await move(store, first.session_id, "slow", "t1", "t2")
         assert outcome == "lost"
         found = await store.find("t1")
         assert found is not None
@@ -340,16 +332,7 @@ class TestFromTheReview:
         await start(store, "t2", refresh="r2")  # a login that got the very token t1 refreshes to
         claimed = await store.claim_refresh("t1", "me", 10)
         assert claimed is not None
-        now = int(time.time())
-        outcome, replaced = await store.complete_refresh(
-            session_id=claimed.session_id,
-            owner="me",
-            old_token="t1",
-            new_token="t2",
-            issued_at=now,
-            expires_at=now + 600,
-            answer=b"{}",
-        )
+        outcome, replaced = await move(store, claimed.session_id, "me", "t1", "t2")
         assert outcome == "moved"
         assert [r.get_secret_value() for r in replaced] == ["r2"]
         assert await store.count_live_sessions(SUB) == 1
