@@ -33,6 +33,20 @@ def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s}s")
 
 
+def wait_until_stopped(pid: int, *, stopped: bool, timeout_s: float = 5.0) -> None:
+    """Wait until ``/proc`` reports the process stopped by a signal (state T), or not."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with open(f"/proc/{pid}/stat") as stat:
+            # the state follows the parenthesised command name, which may itself hold spaces
+            state = stat.read().rpartition(")")[2].split()[0]
+        if (state == "T") == stopped:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"process {pid} is in state {state}")
+        time.sleep(0.005)
+
+
 class UvicornThread:
     """Serve an ASGI app with uvicorn in a background thread, on 127.0.0.1:port."""
 
@@ -108,11 +122,14 @@ class MemcachedProcess:
         """Freeze memcached (SIGSTOP): connections open, no answers, its data kept."""
         if self._proc is not None:
             self._proc.send_signal(signal.SIGSTOP)
+            # the signal is delivered asynchronously: wait until the kernel reports it stopped
+            wait_until_stopped(self._proc.pid, stopped=True)
 
     def resume(self) -> None:
         """Let a paused memcached answer again (SIGCONT)."""
         if self._proc is not None:
             self._proc.send_signal(signal.SIGCONT)
+            wait_until_stopped(self._proc.pid, stopped=False)
 
     def exchange(self, payload: bytes, until: bytes, timeout_s: float = 2) -> bytes:
         """Send raw protocol bytes on a new connection; read the reply up to ``until``."""
