@@ -7,6 +7,7 @@ logs, Auth0's ``auth0-forwarded-for``).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 
@@ -24,6 +25,7 @@ def normalise(
     return address
 
 
+@functools.lru_cache(maxsize=4096)  # the same few peers ask again and again: parse each once
 def _parse(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return normalise(ipaddress.ip_address(value.strip()))

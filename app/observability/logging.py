@@ -23,20 +23,22 @@ off. Anywhere else, and always under ``gateway serve``, the lines stay JSON.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
 import re
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from enum import StrEnum
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from pythonjsonlogger.core import RESERVED_ATTRS
-from pythonjsonlogger.json import JsonFormatter
+import orjson
 
 from settings import Settings
 
@@ -86,22 +88,57 @@ def redact(text: str) -> str:
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, MASK)
+    if not _may_hold_credential(text):
+        return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
 
 
+def _may_hold_credential(text: str) -> bool:
+    """False when none of :data:`_PATTERNS` can match ``text``: a cheap test before them.
+
+    A JWT and a refresh token hold a dot, a ``name=value`` pair a colon or an equals sign, and
+    the scheme pattern its scheme's name; a text with none of these is left as it is.
+    """
+    if "." in text or ":" in text or "=" in text:
+        return True
+    lowered = text.lower()
+    return "bearer" in lowered or "basic" in lowered
+
+
+REDACTION_COMPLETE = "redaction_complete"
+"""A record attribute: True when nothing in the record is left to mask.
+
+:class:`RedactionFilter` sets it once it has masked a record whose every field it could check
+(no traceback, no stack, extra fields that are strings or numbers), and leaves a record that
+has it alone; the formatters then skip their pass over the finished line. Code that builds a
+record of fields it computed itself, masking the few a caller controls, may set it too: the
+access line does (:class:`app.observability.middleware.AccessRecord`), so that the line written
+for every request pays for masking only its path and request id.
+"""
+
 _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
     "asctime",
+    "color_message",  # uvicorn's colour copy of its message: terminal escapes, no information
+    REDACTION_COMPLETE,
 }
+_SCALARS = (int, float, bool, type(None))
 
 
 class RedactionFilter(logging.Filter):
-    """Masks credentials in a record's message and extra fields; never drops a record."""
+    """Masks credentials in a record's message and extra fields; never drops a record.
+
+    When that leaves nothing a formatter could still reveal (no traceback, no stack, every
+    extra field a string it masked or a number), the record is marked
+    :data:`REDACTION_COMPLETE` and the formatters skip their pass over the finished line.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite ``record`` in place; always True."""
+        if getattr(record, REDACTION_COMPLETE, False):
+            return True  # masked by the code that made it (the access line), or already here
         try:
             message = record.getMessage()
         except (TypeError, ValueError):
@@ -110,14 +147,23 @@ class RedactionFilter(logging.Filter):
             clean = redact(message)
             if clean != message:
                 record.msg, record.args = clean, None
-        for name, value in list(vars(record).items()):
-            if name in _RECORD_ATTRS:
-                continue
+        complete = message is not None and not record.exc_info and not record.stack_info
+        fields = vars(record)
+        for name in [name for name in fields if name not in _RECORD_ATTRS]:
+            value = fields[name]
             if name.lower() in _SENSITIVE_KEYS:
-                setattr(record, name, MASK)
+                fields[name] = MASK
             elif isinstance(value, str):
-                setattr(record, name, redact(value))
+                fields[name] = redact(value)
+            elif not isinstance(value, _SCALARS):
+                complete = False  # a list or a mapping: the line pass covers what it holds
+        setattr(record, REDACTION_COMPLETE, complete)
         return True
+
+
+def _masked_line(record: logging.LogRecord, line: str) -> str:
+    """``line`` masked as a whole, unless the filter already masked everything it holds."""
+    return line if getattr(record, REDACTION_COMPLETE, False) else redact(line)
 
 
 class RequestContextFilter(logging.Filter):
@@ -131,22 +177,34 @@ class RequestContextFilter(logging.Filter):
         return True
 
 
-class JsonLineFormatter(JsonFormatter):
-    """One JSON object a line: timestamp, level, logger, message, pid, then extra fields."""
+class JsonLineFormatter(logging.Formatter):
+    """One JSON object a line: timestamp, level, logger, message, pid, then extra fields.
 
-    def __init__(self) -> None:
-        """Fixed fields; the extra fields of a record follow them."""
-        super().__init__(
-            "%(levelname)s %(name)s %(message)s %(process)d",
-            rename_fields={"levelname": "level", "name": "logger", "process": "pid"},
-            # uvicorn's colour copy of its message: terminal escapes, no information
-            reserved_attrs=[*RESERVED_ATTRS, "color_message"],
-            timestamp=True,
-        )
+    orjson encodes the line (several times faster than the standard library's encoder, which
+    matters for a line written on every request); a value it cannot encode is written as its
+    ``str()``. A traceback goes in ``exc_info``, a stack in ``stack_info``.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         """The JSON line, masked once more as a whole (exception texts included)."""
-        return redact(super().format(record))
+        fields: dict[str, Any] = {
+            "timestamp": dt.datetime.fromtimestamp(record.created, dt.UTC),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
+        for name, value in vars(record).items():
+            if name not in _RECORD_ATTRS:
+                fields[name] = value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            fields["exc_info"] = record.exc_text
+        if record.stack_info:
+            fields["stack_info"] = self.formatStack(record.stack_info)
+        line = orjson.dumps(fields, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        return _masked_line(record, line)
 
 
 _RESET = "\x1b[0m"
@@ -183,7 +241,7 @@ class ConsoleFormatter(logging.Formatter):
         fields = " ".join(
             f"{name}={_field_value(value)}"
             for name, value in vars(record).items()
-            if name not in _RECORD_ATTRS and name != "color_message" and value is not None
+            if name not in _RECORD_ATTRS and value is not None
         )
         if fields:
             body = f"{body}  {fields}"
@@ -194,7 +252,7 @@ class ConsoleFormatter(logging.Formatter):
             trace += "\n" + record.exc_text
         if record.stack_info:
             trace += "\n" + self.formatStack(record.stack_info)
-        body = redact(body + _escape(trace, keep="\n"))
+        body = _masked_line(record, body + _escape(trace, keep="\n"))
         level = f"{record.levelname:<8}"
         name = record.name
         if self.colour:
@@ -283,7 +341,7 @@ def uvicorn_log_config(
         "formatters": {chosen.value: formatter},
         "handlers": {
             "stdout": {
-                "class": "logging.StreamHandler",
+                "class": f"{__name__}.BackgroundLineWriter",
                 "stream": "ext://sys.stdout",
                 "formatter": chosen.value,
                 "filters": ["context", "redact"],
@@ -299,6 +357,106 @@ def uvicorn_log_config(
             "alembic.runtime.plugins": {"level": "WARNING" if level != "DEBUG" else "DEBUG"},
         },
     }
+
+
+class BackgroundLineWriter(logging.Handler):
+    """A handler that never blocks its caller on the output: a queue and a writer thread.
+
+    ``emit`` formats the record on the caller's thread (the request id and the masking belong
+    to the request being served) and appends the line to a bounded queue; a daemon thread wakes
+    every ``flush_interval_s``, writes everything queued in one ``write`` and flushes. A slow or
+    stuck reader of stdout (a full pipe, a paused log shipper) therefore stalls only that
+    thread, never the event loop. When ``max_pending`` lines are waiting, further lines are
+    dropped and counted, and the writer says how many in a WARNING line once it catches up.
+    ``flush()`` and ``close()`` (run at exit by :mod:`logging`) write what is queued.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        flush_interval_s: float = 0.05,
+        max_pending: int = 20_000,
+    ) -> None:
+        """Write to ``stream`` (stdout when omitted, looked up when the handler is made)."""
+        super().__init__()
+        self.stream = stream if stream is not None else sys.stdout
+        self.flush_interval_s = flush_interval_s
+        self.max_pending = max_pending
+        self.dropped = 0
+        self._pending: deque[str] = deque()
+        self._write_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._writer_pid = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Queue the formatted line; a full queue drops it and counts the loss."""
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        if len(self._pending) >= self.max_pending:
+            self.dropped += 1
+            return
+        self._pending.append(line)
+        if self._writer_pid != os.getpid():
+            self._start_writer()
+
+    def _start_writer(self) -> None:
+        # per process: a forked child inherits the handler but not the parent's thread
+        with self._write_lock:
+            if self._writer_pid == os.getpid():
+                return
+            self._writer = threading.Thread(target=self._run, name="log-writer", daemon=True)
+            self._writer_pid = os.getpid()
+            self._writer.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_interval_s):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every queued line now."""
+        with self._write_lock:
+            lines: list[str] = []
+            try:
+                while True:
+                    lines.append(self._pending.popleft())
+            except IndexError:
+                pass
+            if self.dropped:
+                dropped, self.dropped = self.dropped, 0
+                lines.append(self.format(_dropped_record(dropped)))
+            if not lines:
+                return
+            try:
+                self.stream.write("\n".join(lines) + "\n")
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass  # stdout closed under us: nothing left to tell the lines to
+
+    def close(self) -> None:
+        """Stop the writer thread after it wrote what is queued."""
+        self._stop.set()
+        writer = self._writer
+        if writer is not None and writer.is_alive() and writer is not threading.current_thread():
+            writer.join(timeout=2)
+        self.flush()
+        super().close()
+
+
+def _dropped_record(count: int) -> logging.LogRecord:
+    return logging.LogRecord(
+        "app.observability",
+        logging.WARNING,
+        __file__,
+        0,
+        "%d log lines dropped: the log output did not keep up",
+        (count,),
+        None,
+    )
 
 
 def json_handler(stream: Any = None) -> logging.Handler:

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.http.client_ip import Network, client_ip
-from app.observability.logging import request_id_var
+from app.observability.logging import REDACTION_COMPLETE, redact, request_id_var
 from app.observability.metrics import Metrics
 
 log = logging.getLogger("app.access")
@@ -110,20 +110,64 @@ class ObservabilityMiddleware:
             level = logging.INFO
         if not log.isEnabledFor(level):
             return
-        log.log(
-            level,
-            "%s %s %s",
-            method,
-            route,
-            status,
-            extra={
-                "request_id": state.get("request_id"),
-                "method": method,
-                "route": route,
-                "path": scope.get("path", ""),
-                "status": status,
-                "duration_ms": round(seconds * 1000, 3),
-                "client_ip": client_ip(Request(scope), self._trusted_proxies),
-                "sub": state.get("sub"),
-            },
-        )
+        request_id = state.get("request_id")
+        fields = {
+            # the two fields a caller writes are masked here; the others the gateway computed:
+            # the method (one of a fixed few), the route template, the status, the duration,
+            # a parsed IP address, the subject of a validated token
+            "request_id": redact(request_id) if isinstance(request_id, str) else None,
+            "method": method,
+            "route": route,
+            "path": redact(scope.get("path", "")),
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "client_ip": client_ip(Request(scope), self._trusted_proxies),
+            "sub": state.get("sub"),
+            REDACTION_COMPLETE: True,
+        }
+        log.handle(AccessRecord(level, method, route, status, fields))
+
+
+class AccessRecord(logging.LogRecord):
+    """The access line's record, made without :meth:`logging.Logger.makeRecord`'s work.
+
+    A record made the usual way looks up its caller's frame and file name, the thread and the
+    process: a quarter of the cost of the line, for fields the access line does not use (they
+    are filled with what the access line always has). Its fields come masked
+    (:data:`~app.observability.logging.REDACTION_COMPLETE`). Handlers, filters and formatters
+    see an ordinary record of the ``app.access`` logger.
+    """
+
+    def __init__(
+        self, level: int, method: str, route: str, status: int, fields: dict[str, object]
+    ) -> None:
+        """A record of ``app.access`` at ``level``: ``METHOD ROUTE STATUS`` and ``fields``."""
+        # no super().__init__(): every attribute it would set is set here, cheaply
+        now = time.time_ns()
+        self.name = log.name
+        self.msg = "%s %s %s"
+        self.args = (method, route, status)
+        self.levelname = logging.getLevelName(level)
+        self.levelno = level
+        self.pathname = __file__
+        self.filename = _FILENAME
+        self.module = _MODULE
+        self.exc_info = None
+        self.exc_text = None
+        self.stack_info = None
+        self.lineno = 0
+        self.funcName = "access_log"
+        self.created = now / 1e9
+        self.msecs = (now % 1_000_000_000) // 1_000_000 + 0.0
+        self.relativeCreated = (now / 1e9 - _STARTED) * 1000
+        self.thread = None
+        self.threadName = None
+        self.processName = None
+        self.taskName = None
+        self.process = os.getpid()
+        self.__dict__.update(fields)
+
+
+_STARTED: float = getattr(logging, "_startTime", time.time())  # what records measure from
+_FILENAME = os.path.basename(__file__)
+_MODULE = os.path.splitext(_FILENAME)[0]

@@ -1,13 +1,19 @@
-"""The observability middleware on its own: labels, status of a crash, the access-log level."""
+"""The observability middleware on its own: labels, status of a crash, the access line; and the
+log writer that keeps the event loop off the output."""
 
 from __future__ import annotations
 
+import io
+import json
 import logging
+import threading
+import time
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.observability.logging import MASK, BackgroundLineWriter, json_handler
 from app.observability.metrics import Metrics
 from app.observability.middleware import ObservabilityMiddleware
 from tests.observability.scrape import sample
@@ -79,3 +85,87 @@ async def test_probes_log_at_debug(
         await client.get("/items/7")
     levels = {r.__dict__["route"]: r.levelno for r in caplog.records if r.name == "app.access"}
     assert levels == {"/healthz": logging.DEBUG, "/items/{item_id}": logging.INFO}
+
+
+JWT = (
+    "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhdXRoMHwxMjMifQ."
+    "c2lnbmF0dXJlLXNpZ25hdHVyZS1zaWduYXR1cmU"
+)
+
+
+async def test_the_access_line_has_every_field_and_masks_what_a_caller_wrote(
+    client: httpx.AsyncClient,
+) -> None:
+    stream = io.StringIO()
+    handler = json_handler(stream)
+    access = logging.getLogger("app.access")
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    try:
+        async with client:
+            await client.get("/items/7", headers={"X-Request-ID": "req-42.a:b"})
+            await client.get(f"/items/{JWT}", headers={"X-Request-ID": JWT})
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(logging.NOTSET)
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["message"] == "GET /items/{item_id} 200"
+    assert {k: first[k] for k in ("method", "route", "path", "status", "request_id")} == {
+        "method": "GET",
+        "route": "/items/{item_id}",
+        "path": "/items/7",
+        "status": 200,
+        "request_id": "req-42.a:b",
+    }
+    assert first["client_ip"] == "127.0.0.1"
+    assert first["duration_ms"] >= 0
+    assert {"timestamp", "level", "logger", "pid", "sub"} <= set(first)
+    assert JWT not in stream.getvalue()
+    assert second["path"] == f"/items/{MASK}"
+    assert second["request_id"] is None or MASK in second["request_id"]
+
+
+class TestBackgroundLineWriter:
+    def test_a_stuck_output_never_blocks_the_caller(self) -> None:
+        release = threading.Event()
+
+        class StuckStream(io.StringIO):
+            def write(self, text: str) -> int:
+                release.wait(5)
+                return super().write(text)
+
+        stream = StuckStream()
+        writer = BackgroundLineWriter(stream, flush_interval_s=0.01)
+        writer.setFormatter(logging.Formatter("%(message)s"))
+        started = time.monotonic()
+        for i in range(200):
+            writer.handle(logging.LogRecord("t", logging.INFO, "", 0, "line %d", (i,), None))
+            time.sleep(0.0005)
+        assert time.monotonic() - started < 2, "emit waited for the output"
+        release.set()
+        writer.close()
+        assert stream.getvalue().splitlines() == [f"line {i}" for i in range(200)]
+
+    def test_a_full_queue_drops_lines_and_says_how_many(self) -> None:
+        stream = io.StringIO()
+        writer = BackgroundLineWriter(stream, flush_interval_s=60, max_pending=3)
+        writer.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        for i in range(5):
+            writer.handle(logging.LogRecord("t", logging.INFO, "", 0, "line %d", (i,), None))
+        writer.flush()
+        assert stream.getvalue().splitlines() == [
+            "INFO line 0",
+            "INFO line 1",
+            "INFO line 2",
+            "WARNING 2 log lines dropped: the log output did not keep up",
+        ]
+        writer.close()
+
+    def test_close_writes_what_is_queued(self) -> None:
+        stream = io.StringIO()
+        writer = BackgroundLineWriter(stream, flush_interval_s=60)
+        writer.setFormatter(logging.Formatter("%(message)s"))
+        writer.handle(logging.LogRecord("t", logging.INFO, "", 0, "last words", None, None))
+        assert stream.getvalue() == ""
+        writer.close()
+        assert stream.getvalue() == "last words\n"
