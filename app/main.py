@@ -64,8 +64,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)
-    if docs:
-        install_docs(app)
     install_cors(app, settings.cors_origins)
     # outermost: ids, logs and counts every answer, CORS preflights included
     app.add_middleware(
@@ -78,4 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(metrics_routes.router)
     app.include_router(venues.router)
     app.include_router(users.router)
+    if docs:
+        # after the API: routes are tried in order, and every API request would try these first
+        install_docs(app)
     return app

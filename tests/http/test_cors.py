@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from app.http.cors import _with_vary_origin
 from settings import Environment, Settings
 from tests.e2e.conftest import bearer, login
 
@@ -63,6 +64,29 @@ async def test_errors_carry_cors_headers_too(gateway_factory: Factory) -> None:
     response = await gateway.get("/auth/me", headers={"Origin": SPA})
     assert response.status_code == 401
     assert response.headers["access-control-allow-origin"] == SPA
+
+
+async def test_without_origin_only_vary_is_added(gateway_factory: Factory) -> None:
+    """No ``Origin``: no CORS header, but caches learn the answer depends on it."""
+    gateway, _ = await gateway_factory(cors_origins=[SPA])
+    token = await login(gateway)
+    for response in (
+        await gateway.get("/auth/me", headers=bearer(token)),
+        await gateway.get("/auth/me"),  # an error answer too
+    ):
+        assert response.headers.get_list("vary") == ["Origin"]
+        assert not any(name.startswith("access-control-") for name in response.headers)
+    with_origin = await gateway.get("/auth/me", headers={**bearer(token), "Origin": SPA})
+    assert with_origin.headers.get_list("vary") == ["Origin"]
+
+
+def test_vary_origin_joins_an_existing_vary() -> None:
+    headers = [(b"content-type", b"application/json"), (b"vary", b"Accept-Encoding")]
+    assert _with_vary_origin(headers) == [
+        (b"content-type", b"application/json"),
+        (b"vary", b"Accept-Encoding, Origin"),
+    ]
+    assert _with_vary_origin([]) == [(b"vary", b"Origin")]
 
 
 async def test_no_origins_no_cors(gateway_factory: Factory) -> None:
