@@ -132,6 +132,8 @@ class PrincipalResolver:
         self._revocations.add(revoked)
         if revoked.token_hash is not None:
             await self._cache.delete(digest_key(self._ns, "principal", revoked.token_hash))
+            # a validation's lock outlives it: the next request of this token need not wait
+            await self._cache.delete(digest_key(self._ns, "lock", revoked.token_hash))
 
     async def remember(self, token: str, principal: Principal) -> None:
         """Cache a principal the gateway validated itself (login, refresh)."""
@@ -183,13 +185,11 @@ class PrincipalResolver:
             )
             if principal is not None:
                 return principal
+        # Three memcached round trips per validation: the miss, this add and the set of the
+        # answer. Not re-read after the add: a worker that stored its answer and let go in
+        # between costs one validation more, which is rare and harmless. And not let go after
+        # a success: the waiters read the answer, not the lock, which runs out on its own.
         try:
-            if lock.held:
-                # Another worker may have stored the principal and let go of the lock between
-                # our miss and our add: its answer stands, no second validation.
-                principal = await self._from_shared_cache(key)
-                if principal is not None:
-                    return principal
             self.validations += 1
             if kind == "jwt":
                 principal, ttl = await self._validate_jwt(token)
@@ -203,9 +203,10 @@ class PrincipalResolver:
                 self._local.discard(key)
                 await self._cache.delete(key)
                 raise Unauthorized("The access token was revoked (logged out).")
-            return principal
-        finally:
-            await lock.release()
+        except BaseException:
+            await lock.release()  # the others may try at once rather than wait for its TTL
+            raise
+        return principal
 
     async def _revoked(self, key: str, principal: Principal) -> bool:
         """The database's word (one indexed read); this process's list while it is down."""
