@@ -8,6 +8,7 @@ from datetime import UTC
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.engine import Database
 from app.http.errors import BadRequest
@@ -39,6 +40,43 @@ async def update(database: Database, venue_id: uuid.UUID, expected: int, **chang
         return await VenueRepository(session).update(
             venue_id, VenueUpdate.model_validate(changes), expected=frozenset({expected})
         )
+
+
+def _isolation(connection: AsyncConnection) -> object:
+    """The isolation level the session asked of this connection (None: the default)."""
+    options = (
+        connection.sync_connection.get_execution_options() if connection.sync_connection else {}
+    )
+    return options.get("isolation_level")
+
+
+class TestReads:
+    async def test_a_read_runs_outside_a_transaction(self, database: Database) -> None:
+        """One statement, no BEGIN and no ROLLBACK around it: one round trip on PostgreSQL."""
+        created = await create(database)
+        async with database.sessions() as session:
+            repository = VenueRepository(session)
+            assert (await repository.get(created.id)).id == created.id
+            connection = await session.connection()
+            assert _isolation(connection) == "AUTOCOMMIT"
+            assert len((await repository.page(limit=5))[0]) == 1
+
+    async def test_a_write_after_a_read_in_one_session_is_kept(self, database: Database) -> None:
+        created = await create(database)
+        async with database.sessions() as session:
+            repository = VenueRepository(session)
+            await repository.get(created.id)
+            await repository.update(
+                created.id, VenueUpdate.model_validate({"capacity": 42}), expected=frozenset({1})
+            )
+        stored = await read(database, created.id)
+        assert (stored.capacity, stored.version) == (42, 2)
+
+    async def test_a_write_session_keeps_its_transaction(self, database: Database) -> None:
+        async with database.sessions() as session:
+            await VenueRepository(session).create(venue(), created_by="auth0|tester")
+            connection = await session.connection()
+            assert _isolation(connection) is None
 
 
 class TestCreate:
