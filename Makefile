@@ -49,10 +49,11 @@ dev: install
 test: install system-packages node-packages
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-## the benchmark (README, Performance), under 3 minutes; wrk and memcached from Debian's
+## the benchmark (docs/performance.md), about 6 minutes; wrk, hey and memcached from Debian's
 ## packages when missing. Options: make bench BENCH_ARGS='--workers 2 --launcher reuseport'
 BENCH_ARGS ?=
-BENCH_MISSING = $(if $(shell command -v wrk),,wrk) $(if $(shell command -v memcached),,memcached)
+BENCH_MISSING = $(if $(shell command -v wrk),,wrk) $(if $(shell command -v hey),,hey) \
+                $(if $(shell command -v memcached),,memcached)
 
 bench: install
 	@missing="$(strip $(BENCH_MISSING))"; if [ -n "$$missing" ]; then \

@@ -27,7 +27,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Response
 
 from app.auth.principal import Principal
 from app.main import create_app
@@ -40,15 +40,18 @@ LIMIT_PRINCIPAL_ENV = "BENCH_LIMIT_PRINCIPAL"
 STATS_DIR_ENV = "BENCH_STATS_DIR"
 
 
-def create_bench_app() -> FastAPI:
+def create_bench_app(*, limit_as_bytes: bool = False) -> FastAPI:
     """The gateway from ``GATEWAY_*`` settings, with ``/bench/limit`` and the stats signal.
 
     ``BENCH_LIMIT_PRINCIPAL`` is the JSON of the principal ``/bench/limit`` answers with (the
     runner builds it from the bench token with the gateway's own code); ``BENCH_STATS_DIR`` is
-    where ``SIGUSR1`` writes this worker's counters.
+    where ``SIGUSR1`` writes this worker's counters. ``limit_as_bytes`` (for the cost table,
+    :mod:`bench.layers`) makes ``/bench/limit`` answer the same bytes without the response
+    model, through the same router and route class.
     """
     app = create_app(load_settings())
     principal = Principal.model_validate_json(os.environ[LIMIT_PRINCIPAL_ENV])
+    body = os.environ[LIMIT_PRINCIPAL_ENV].encode()
 
     router = APIRouter(
         prefix=LIMIT_PATH.rsplit("/", 1)[0],
@@ -56,10 +59,19 @@ def create_bench_app() -> FastAPI:
         route_class=auth_routes.router.route_class,  # whatever /auth/me's route does per call
     )
 
-    @router.get("/" + LIMIT_PATH.rsplit("/", 1)[1])
-    async def get_limit() -> PrincipalOut:
-        """The limit: ``/auth/me``'s handler and body without authentication."""
-        return await get_me(principal)
+    if limit_as_bytes:
+
+        @router.get("/" + LIMIT_PATH.rsplit("/", 1)[1])
+        async def get_limit_bytes() -> Response:
+            """``/auth/me``'s body as bytes: no handler, no response model."""
+            return Response(body, media_type="application/json")
+
+    else:
+
+        @router.get("/" + LIMIT_PATH.rsplit("/", 1)[1])
+        async def get_limit() -> PrincipalOut:
+            """The limit: ``/auth/me``'s handler and body without authentication."""
+            return await get_me(principal)
 
     app.include_router(router)
     # FastAPI tries routes in order, and an included router costs a match of each of its

@@ -1,8 +1,11 @@
-"""Driving load: wrk with ``bench/wrk.lua``, and what one wrk run reports."""
+"""Driving load: wrk with ``bench/wrk.lua`` (saturation), hey at a fixed rate (latency)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
 import os
 import subprocess
 import threading
@@ -93,3 +96,76 @@ def run_wrk(
     if sample:
         run.raw["sampled"] = sample[0]
     return run
+
+
+@dataclass
+class OpenLoopRun:
+    """One ``hey`` run at a fixed request rate: what was asked, what came back, how fast."""
+
+    target_rps: float
+    achieved_rps: float
+    requests: int
+    non_2xx: int
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """The nearest-rank percentile of already sorted values."""
+    if not sorted_values:
+        return 0.0
+    rank = max(0, min(len(sorted_values) - 1, math.ceil(fraction * len(sorted_values)) - 1))
+    return sorted_values[rank]
+
+
+def run_hey(
+    url: str,
+    *,
+    rate: float,
+    duration: float,
+    workers: int,
+    pinning: Pinning,
+    headers: Mapping[str, str],
+) -> OpenLoopRun:
+    """``hey`` sending ``rate`` requests per second in all to ``url`` for ``duration`` seconds.
+
+    hey paces each of its ``workers`` at ``rate / workers`` requests per second; a worker
+    waits for its answer before its next request, so the rate holds only while answers come
+    back faster than ``workers / rate`` seconds (the runner picks half of the limit's
+    throughput, where they do). Every request's latency is in hey's CSV output, from which
+    p50, p99 and p99.9 are exact.
+    """
+    argv = ["hey", "-z", f"{max(1, round(duration))}s", "-c", str(workers)]
+    argv += ["-q", f"{rate / workers:.3f}", "-t", "10", "-o", "csv"]
+    for name, value in headers.items():
+        argv += ["-H", f"{name}: {value}"]
+    argv.append(url)
+    proc = subprocess.run(  # noqa: S603 - argv built here
+        pinning.wrap(argv, pinning.load),
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"hey failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    latencies: list[float] = []
+    non_2xx = 0
+    last_offset = 0.0
+    for row in csv.DictReader(io.StringIO(proc.stdout)):
+        latencies.append(float(row["response-time"]) * 1000)
+        non_2xx += not row["status-code"].startswith("2")
+        last_offset = max(last_offset, float(row["offset"]))
+    latencies.sort()
+    return OpenLoopRun(
+        target_rps=rate,
+        achieved_rps=len(latencies) / last_offset if last_offset else 0.0,
+        requests=len(latencies),
+        non_2xx=non_2xx,
+        p50_ms=percentile(latencies, 0.50),
+        p99_ms=percentile(latencies, 0.99),
+        p999_ms=percentile(latencies, 0.999),
+        max_ms=latencies[-1] if latencies else 0.0,
+    )

@@ -176,6 +176,17 @@ class Server(Process):
         )
         return {pid: json.loads((self.stats_dir / f"{pid}.json").read_text()) for pid in pids}
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU time the serving processes have used so far, summed."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in self.worker_pids():
+            with contextlib.suppress(OSError):
+                # the fields after the parenthesised command name: utime and stime are 12 and 13
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+                total += int(fields[11]) + int(fields[12])
+        return total / ticks
+
     def memory_kib(self) -> dict[str, int]:
         """Summed over the workers: ``VmRSS`` now and ``VmHWM`` (peak RSS so far), in KiB."""
         totals = {"rss": 0, "peak": 0}

@@ -52,8 +52,8 @@ def _fmt(value: float | None, spec: str) -> str:
 def table(document: dict[str, Any]) -> str:
     """The run as one plain-text table, then the checks and the notes."""
     header = (
-        f"{'scenario':<44} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'x(a)':>5} "
-        f"{'p99x(a)':>7} {'non2xx':>7} {'auth0':>6} {'RSS MiB':>8}  conns/worker"
+        f"{'scenario':<44} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'x(a0)':>5} {'x(a)':>5} "
+        f"{'CPU us':>7} {'non2xx':>7} {'auth0':>6} {'RSS MiB':>8}  conns/worker"
     )
     lines = [header, "-" * len(header)]
     for row in document["rows"].values():
@@ -66,14 +66,42 @@ def table(document: dict[str, Any]) -> str:
             f"{_fmt(row['rps'], ',.0f'):>8}",
             f"{_fmt(row['p50_ms'], '.2f'):>7}",
             f"{_fmt(row['p99_ms'], '.2f'):>7}",
+            f"{_fmt(row['rps_vs_a0'], '.2f'):>5}",
             f"{_fmt(row['rps_vs_a'], '.2f'):>5}",
-            f"{_fmt(row['p99_vs_a'], '.2f'):>7}",
+            f"{_fmt(row['cpu_us_per_request'], '.0f'):>7}",
             f"{row['non_2xx']:>7}",
             f"{row['auth0_calls']:>6}",
             f"{_fmt(row['peak_rss_mib'], '.1f'):>8} ",
             "/".join(map(str, conns)) if conns else "-",
         ]
         lines.append(" ".join(cells))
+    c = document["rows"].get("c")
+    if c is not None and "db_round_trips_per_read" in c.get("extra", {}):
+        lines.append(
+            f"(c) PostgreSQL statements per venue read: {c['extra']['db_round_trips_per_read']:.2f}"
+        )
+    open_loop = document.get("open_loop") or {}
+    if open_loop.get("rows"):
+        lines.append("")
+        lines.append(
+            f"at a fixed rate of {open_loop['rate_rps']:,.0f} req/s (hey, "
+            f"{open_loop['workers']} workers):"
+        )
+        lines.append(
+            f"{'':<6}{'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>9} {'max ms':>8}"
+        )
+        for key, run in open_loop["rows"].items():
+            lines.append(
+                f"({key}){'':<{4 - len(key)}}{run['achieved_rps']:>8,.0f} {run['p50_ms']:>7.2f} "
+                f"{run['p99_ms']:>7.2f} {run['p999_ms']:>9.2f} {run['max_ms']:>8.1f}"
+                + (f"  {run['non_2xx']} non-2xx" if run["non_2xx"] else "")
+            )
+    layers = (document.get("layers") or {}).get("table")
+    if layers:
+        lines.append("")
+        lines.append("where the microseconds of (b) go (CPU per request, each layer switched off):")
+        for item in layers:
+            lines.append(f"  {_fmt(item['us'], '7.1f')}  {item['layer']}")
     e = document["rows"].get("e")
     if e is not None and not e["skipped"]:
         x = e["extra"]
@@ -83,6 +111,11 @@ def table(document: dict[str, Any]) -> str:
             f"{x['validations']} validations; Auth0 calls per token "
             f"{_fmt(x['auth0_calls_per_token'], '.5f')}"
         )
+        if x.get("memcached_commands_per_validation") is not None:
+            lines.append(
+                f"(e) memcached commands per validation: "
+                f"{x['memcached_commands_per_validation']:.2f}"
+            )
         lines.append(
             f"(e) bursts: {burst['tokens']} new tokens x {burst['requests'] // burst['tokens']} "
             f"connections at once: {burst['validations']} validations, "

@@ -47,8 +47,10 @@ def _bindir() -> Path:
 class PostgresProcess:
     """A PostgreSQL server of the test session's own, on 127.0.0.1, with no durability."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Sequence[str] = ()) -> None:
+        """``settings``: further server settings, each ``name=value`` (``postgres -c``)."""
         self.bindir = _bindir()
+        self.settings = tuple(settings)
         self.port = free_port()
         self.url = f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
         self._root: Path | None = None
@@ -99,6 +101,7 @@ class PostgresProcess:
                     "synchronous_commit=off",
                     "-c",
                     "full_page_writes=off",
+                    *(arg for setting in self.settings for arg in ("-c", setting)),
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
