@@ -11,6 +11,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 
 from app.auth.principal import Principal
 from app.clients.token_validator import MAX_TOKEN_LENGTH
+from app.deps.browser import cookie_principal, session_handle
 from app.http.errors import InsufficientScope, Unauthorized
 from app.services import Services
 
@@ -75,11 +76,20 @@ class PrincipalScheme(SecurityBase):
     async def __call__(self, request: Request) -> Principal:
         """The caller; an in-process cache hit returns without awaiting anything.
 
-        The caller's ``sub`` is left in ``request.state.sub`` for the access log.
+        Without an ``Authorization`` header, the session cookie of cookie mode is taken
+        (:mod:`app.deps.browser`); with both, the header wins. The caller's ``sub`` is left in
+        ``request.state.sub`` for the access log.
         """
-        scheme, param = get_authorization_scheme_param(request.headers.get("authorization"))
-        token = _checked_bearer(request, param if scheme.lower() == "bearer" else None)
+        header = request.headers.get("authorization")
         services: Services = request.app.state.services
+        if header is None:
+            handle = session_handle(request, services)
+            if handle is not None:
+                browser = await cookie_principal(request, services, handle)
+                request.state.sub = browser.sub
+                return browser
+        scheme, param = get_authorization_scheme_param(header)
+        token = _checked_bearer(request, param if scheme.lower() == "bearer" else None)
         principal = services.resolver.cached_nowait(token)
         if principal is None:
             principal = await services.resolver.resolve(token)
