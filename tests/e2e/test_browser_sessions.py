@@ -296,11 +296,17 @@ class TestTransparentRefresh:
         gateway_factory: Factory,
         emulator: RunningEmulator,
         emulator_http: httpx.AsyncClient,
+        database_url: str,
     ) -> None:
+        """On SQLite and PostgreSQL: the lease and the compare-and-set hold on both."""
         margin = {"refresh_margin_s": 120}
-        first, settings = await cookie_gateway(gateway_factory, browser=margin)
+        database = {"url": database_url}
+        first, settings = await cookie_gateway(gateway_factory, browser=margin, database=database)
         second, _ = await cookie_gateway(
-            gateway_factory, browser=margin, cache={"namespace": settings.cache.namespace}
+            gateway_factory,
+            browser=margin,
+            database=database,
+            cache={"namespace": settings.cache.namespace},
         )
         emulator.tenant.clock_offset_s = -3540  # the token expires within the margin
         handle, _ = await browser_login(first)
