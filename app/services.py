@@ -143,6 +143,8 @@ async def build_services(
             flow=flow,
             resolver=resolver,
             refresh_margin_s=settings.browser.refresh_margin_s,
+            local_ttl_s=settings.cache.local_ttl_s,
+            local_max_entries=settings.cache.local_max_entries,
             timeout_s=settings.database.timeout_s,
         ),
     )

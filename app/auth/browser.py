@@ -35,7 +35,7 @@ from app.auth.models import AuthSession, SessionToken
 from app.auth.principal import Principal
 from app.auth.resolver import PrincipalResolver
 from app.auth.sessions import SessionStore
-from app.cache import secret_digest
+from app.cache import LocalTier, secret_digest
 from app.http.errors import SessionStoreUnavailable, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,21 @@ class BrowserLogin:
 
 @dataclass(frozen=True)
 class _Held:
+    """A live browser session as read from the database (kept briefly in this process)."""
+
     session_id: str
     sealed: bytes
     access_token: str
+    expires_at: int
+    """The access token's ``exp`` (0 when it cannot be read; the resolver then refuses it)."""
+
+
+def _expiry(token: str) -> int:
+    """The ``exp`` of a token the gateway itself stored (its signature is checked later)."""
+    try:
+        return int(jwt.decode(token, options={"verify_signature": False})["exp"])
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+        return 0
 
 
 def session_ended() -> Unauthorized:
@@ -77,9 +89,14 @@ class BrowserSessions:
         flow: AuthFlow,
         resolver: PrincipalResolver,
         refresh_margin_s: int,
+        local_ttl_s: float = 0.0,
+        local_max_entries: int = 0,
         timeout_s: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``local_ttl_s``, ``local_max_entries``: the in-process tier of handles, as the one of
+        principals (off: one database read per cookie request)."""
+        self._local: LocalTier[_Held] = LocalTier(local_ttl_s, local_max_entries, wall=clock)
         self._engine = engine
         self._cipher = cipher
         self._store = store
@@ -118,9 +135,11 @@ class BrowserSessions:
 
         Raises :class:`Unauthorized` for an unknown, ended or logged-out session.
         """
-        held = await self._held(handle)
+        if not _HANDLE_SHAPE.fullmatch(handle):
+            raise session_ended()
+        held = self._local.get(secret_digest(handle)) or await self._held(handle)
         token = held.access_token
-        if self._due(token):
+        if self._due(held):
             token = await self._refresh(handle, held)
         principal = self._resolver.cached_nowait(token)
         if principal is None:
@@ -136,6 +155,7 @@ class BrowserSessions:
         if found is None:
             return
         held = found[0]
+        self._local.discard(secret_digest(handle))
         try:
             await self._flow.logout(held.access_token)
         except Unauthorized:
@@ -154,6 +174,9 @@ class BrowserSessions:
         found = await self._find(handle)
         if found is None or not found[1]:
             raise session_ended()
+        # a logout elsewhere reaches this process through the revocation list, which the
+        # resolver applies to the token; the handle need not be read again for every request
+        self._local.put(secret_digest(handle), found[0], self._local.ttl_s)
         return found[0]
 
     async def _find(self, handle: str) -> tuple[_Held, bool] | None:
@@ -174,16 +197,12 @@ class BrowserSessions:
         if plain is None:  # sealed with a session key since rotated out
             return None
         live = ended_at is None and expires_at > self._clock()
-        return _Held(session_id, sealed, plain.decode()), live
+        token = plain.decode()
+        return _Held(session_id, sealed, token, _expiry(token)), live
 
-    def _due(self, token: str) -> bool:
-        """True when ``token`` (read from the database, so the gateway's own) expires soon."""
-        try:
-            claims = jwt.decode(token, options={"verify_signature": False})
-            exp = int(claims["exp"])
-        except (jwt.PyJWTError, KeyError, TypeError, ValueError):
-            return False  # the resolver rejects it with the reason
-        return exp - self._clock() <= self._margin_s
+    def _due(self, held: _Held) -> bool:
+        """True when the session's access token expires within the margin."""
+        return held.expires_at - self._clock() <= self._margin_s
 
     async def _refresh(self, handle: str, held: _Held) -> str:
         try:
@@ -191,25 +210,30 @@ class BrowserSessions:
         except Unauthorized:
             # a request of another tab, on another worker, may have refreshed (and moved the
             # handle on) longer ago than the grace: the handle's current token is the answer
+            self._local.discard(secret_digest(handle))
             found = await self._find(handle)
             if found is None or not found[1]:
                 raise
-            again = found[0].access_token
-            if again == held.access_token or self._due(again):
+            again = found[0]
+            if again.access_token == held.access_token or self._due(again):
                 raise
-            return again
+            return again.access_token
         new = answer.access_token
+        sealed = self._cipher.encrypt(new.encode())
+        key = secret_digest(handle)
         # compare-and-set on the ciphertext read: a slower refresh never moves the handle back
         statement = (
             update(AuthSession)
-            .where(
-                AuthSession.browser_handle == secret_digest(handle),
-                AuthSession.browser_token == held.sealed,
-            )
-            .values(browser_token=self._cipher.encrypt(new.encode()))
+            .where(AuthSession.browser_handle == key, AuthSession.browser_token == held.sealed)
+            .values(browser_token=sealed)
         )
         async with self._guard("move a browser on"), self._engine.begin() as conn:
-            await conn.execute(statement)
+            moved = (await conn.execute(statement)).rowcount == 1
+        if moved:
+            moved_on = _Held(held.session_id, sealed, new, _expiry(new))
+            self._local.put(key, moved_on, self._local.ttl_s)
+        else:  # another request moved it first: read it afresh next time
+            self._local.discard(key)
         return new
 
     @asynccontextmanager

@@ -14,6 +14,7 @@ import jwt
 import pytest
 from sqlalchemy import create_engine, text
 
+from app.auth.cipher import generate_key
 from tests.conftest import RunningEmulator
 from tests.e2e.conftest import ADMIN, VIEWER, bearer, emulator_stats, login
 
@@ -341,9 +342,13 @@ class TestDeleteSession:
     async def test_logout_holds_on_every_worker(
         self, gateway_factory: Factory, emulator: RunningEmulator
     ) -> None:
-        first, settings = await cookie_gateway(gateway_factory)
+        # one deployment: one session key; a quick revocation sync
+        session = {"keys": [generate_key()], "revocation_sync_s": 0.5}
+        first, settings = await cookie_gateway(gateway_factory, session=session)
         second, _ = await cookie_gateway(
-            gateway_factory, cache={"namespace": settings.cache.namespace}
+            gateway_factory,
+            session=session,
+            cache={"namespace": settings.cache.namespace},
         )
         handle, _ = await browser_login(first)
         assert (await second.get("/auth/me", headers=cookie(handle))).status_code == 200
@@ -352,9 +357,14 @@ class TestDeleteSession:
         cleared = set_cookie(response)[COOKIE]
         assert cleared.value == ""
         assert int(cleared["max-age"]) == 0
-        for gateway in (first, second):
-            after = await gateway.get("/auth/me", headers=cookie(handle))
-            assert after.status_code == 401
+        after = await first.get("/auth/me", headers=cookie(handle))
+        assert after.status_code == 401  # at once on the worker that logged out
+        # the other worker, which had the session in its in-process tier, learns of the logout
+        # through the revocation list within its sync interval
+        deadline = time.monotonic() + 5
+        while (await second.get("/auth/me", headers=cookie(handle))).status_code != 401:
+            assert time.monotonic() < deadline, "the logout never reached the other worker"
+            await asyncio.sleep(0.05)
         assert not any(emulator.tenant.is_live(t) for t in emulator.tenant.refresh_tokens.values())
         [(handle_hash, sealed, reason)] = database_rows(
             settings, "SELECT browser_handle, browser_token, end_reason FROM auth_sessions"
