@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.security import OAuth2PasswordBearer
 from fastapi.security.base import SecurityBase
 from fastapi.security.utils import get_authorization_scheme_param
@@ -73,7 +73,7 @@ class PrincipalScheme(SecurityBase):
         self.model = declared.model
         self.scheme_name = declared.scheme_name
 
-    async def __call__(self, request: Request) -> Principal:
+    async def __call__(self, request: Request, response: Response) -> Principal:
         """The caller; an in-process cache hit returns without awaiting anything.
 
         Without an ``Authorization`` header, the session cookie of cookie mode is taken
@@ -86,6 +86,8 @@ class PrincipalScheme(SecurityBase):
             handle = session_handle(request, services)
             if handle is not None:
                 browser = await cookie_principal(request, services, handle)
+                # an answer to a cookie is the user's own: no shared cache may keep it
+                response.headers["Cache-Control"] = "private, no-store"
                 request.state.sub = browser.sub
                 return browser
         scheme, param = get_authorization_scheme_param(header)

@@ -176,6 +176,7 @@ class TestCookieRequests:
         me = await gateway.get("/auth/me", headers=cookie(handle))
         assert me.status_code == 200
         assert me.json()["sub"] == "auth0|demo-viewer"
+        assert me.headers["cache-control"] == "private, no-store"  # no shared cache keeps it
         assert (await gateway.get("/venues", headers=cookie(handle))).status_code == 200
 
     async def test_changes_need_origin_and_x_requested_with(self, gateway_factory: Factory) -> None:
