@@ -131,7 +131,7 @@ def dev(
 ) -> None:
     """Run the emulator with the demo tenant, the gateway against it (GATEWAY_ENV=local), and
     the example SPA."""
-    from app.example_spa import create_spa_app
+    from app.example_spa import SPA_DIR, create_spa_app
     from app.main import create_app
     from app.observability.logging import uvicorn_log_config
     from app.server import server_options
@@ -166,16 +166,19 @@ def dev(
                 **server_options(settings.server),
             )
         ),
-        uvicorn.Server(
-            uvicorn.Config(
-                create_spa_app(gateway_url), host="127.0.0.1", port=spa_port, log_level="warning"
-            )
-        ),
     ]
+    # the SPA is in the source tree only (a container image has no examples/)
+    spa = (SPA_DIR / "index.html").is_file()
+    if spa:
+        spa_config = uvicorn.Config(
+            create_spa_app(gateway_url), host="127.0.0.1", port=spa_port, log_level="warning"
+        )
+        servers.append(uvicorn.Server(spa_config))
     typer.echo(f"emulator (demo tenant)  {emulator_url}   issuer {emulator_url}/")
     typer.echo(f"gateway                 {gateway_url}")
     typer.echo(f"docs page               {gateway_url}/docs  (press Authorize and log in)")
-    typer.echo(f"example SPA             {spa_url}  (cookie mode)")
+    if spa:
+        typer.echo(f"example SPA             {spa_url}  (cookie mode)")
     for user, password, what in DEMO_USERS:
         typer.echo(f"demo user               {user} / {password}  ({what})")
     typer.echo(
