@@ -146,6 +146,14 @@ class BrowserSessions:
             principal = await self._resolver.resolve(token)
         return principal
 
+    async def access_token(self, handle: str) -> str:
+        """The access token ``handle`` stands for now, for a route that needs the token itself
+        (a password change keeps the caller's own session). Raises :class:`Unauthorized`."""
+        if not _HANDLE_SHAPE.fullmatch(handle):
+            raise session_ended()
+        held = self._local.get(secret_digest(handle)) or await self._held(handle)
+        return held.access_token
+
     async def logout(self, handle: str) -> None:
         """End the session behind ``handle`` as ``POST /auth/logout`` does; forget the handle.
 

@@ -61,6 +61,23 @@ def _checked_bearer(request: Request, token: str | None) -> str:
 BearerToken = Annotated[str, Depends(bearer_token)]
 
 
+async def caller_token(request: Request) -> str:
+    """The access token the request acts with: the bearer token, or in cookie mode the token
+    the session cookie stands for (refreshed already by :data:`CurrentPrincipal`, which a
+    route using this also depends on)."""
+    header = request.headers.get("authorization")
+    if header is None:
+        services: Services = request.app.state.services
+        handle = session_handle(request, services)
+        if handle is not None:
+            return await services.browser.access_token(handle)
+    scheme, param = get_authorization_scheme_param(header)
+    return _checked_bearer(request, param if scheme.lower() == "bearer" else None)
+
+
+CallerToken = Annotated[str, Depends(caller_token)]
+
+
 class PrincipalScheme(SecurityBase):
     """``oauth2_scheme`` as the docs page shows it, resolving the caller in the same call.
 
