@@ -19,8 +19,27 @@ from app.routers.auth import LoginRequest, PrincipalOut, login_request
 
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=BodyLimitRoute)
 
+_CSRF_HEADER = {
+    "name": "X-Requested-With",
+    "in": "header",
+    "required": True,
+    "description": "Any value: the CSRF check (with an allowed Origin).",
+    "schema": {"type": "string", "example": "fetch"},
+}
+_SESSION_LOGIN = {
+    "parameters": [_CSRF_HEADER],
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": LoginRequest.model_json_schema()}},
+    },
+}
 
-@router.post("/session", responses=error_responses(400, 401, 403, 422, 429, 502, 503))
+
+@router.post(
+    "/session",
+    openapi_extra=_SESSION_LOGIN,
+    responses=error_responses(400, 401, 403, 422, 429, 502, 503),
+)
 async def create_session(
     request: Request,
     credentials: Annotated[LoginRequest, Depends(login_request)],
@@ -51,7 +70,10 @@ async def create_session(
 
 
 @router.delete(
-    "/session", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(403, 503)
+    "/session",
+    status_code=status.HTTP_204_NO_CONTENT,
+    openapi_extra={"parameters": [_CSRF_HEADER]},
+    responses=error_responses(403, 503),
 )
 async def delete_session(request: Request, services: ServicesDep, response: Response) -> None:
     """Log a browser out: the session ends everywhere and the cookie is cleared."""
