@@ -4,6 +4,7 @@ refresh, CSRF, and bearer refresh bounded after expiry; against the emulator as 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Callable
 from http.cookies import SimpleCookie
@@ -16,7 +17,7 @@ from sqlalchemy import create_engine, text
 
 from app.auth.cipher import generate_key
 from tests.conftest import RunningEmulator
-from tests.e2e.conftest import ADMIN, VIEWER, bearer, emulator_stats, login
+from tests.e2e.conftest import ADMIN, VIEWER, Recorder, bearer, emulator_stats, login
 
 Factory = Callable[..., Any]
 SPA = "http://127.0.0.1:5173"
@@ -109,6 +110,22 @@ class TestCreateSession:
         assert stored_handle != handle
         assert len(stored_handle) == 64
         assert b"eyJ" not in sealed  # the access token is kept encrypted
+
+    async def test_no_token_reaches_the_browser(
+        self, gateway_factory: Factory, recorder: Recorder
+    ) -> None:
+        """The access token behind the cookie is in no answer of cookie mode, cookie included."""
+        gateway, settings = await cookie_gateway(gateway_factory, browser={"refresh_margin_s": 0})
+        handle, _ = await browser_login(gateway, ADMIN)
+        await gateway.get("/auth/me", headers=cookie(handle))
+        await gateway.post("/venues", json=VENUE, headers=cookie(handle, **FROM_SPA))
+        await gateway.delete("/auth/session", headers=cookie(handle, **FROM_SPA))
+        [(token_hash,)] = database_rows(settings, "SELECT token_hash FROM auth_session_tokens")
+        assert recorder.responses
+        for status, headers, body in recorder.responses:
+            for part in (*headers.split(), *body.split('"')):
+                assert hashlib.sha256(part.encode()).hexdigest() != token_hash, status
+                assert "eyJ" not in part, status  # no JWT at all
 
     async def test_the_cookie_is_worthless_as_a_bearer_token(
         self, gateway_factory: Factory
