@@ -232,11 +232,11 @@ def test_two_tabs_across_a_token_expiry_then_a_logout(
     log_in(first)
     logged_in_at = time.time()  # the token's exp is at most three seconds after this
     stack.emulator.tenant.clock_offset_s = 0
+    stack.reset_stats()
     second = open_spa(context, stack)
     expect(second.get_by_role("heading", name="All venues")).to_be_visible()  # same cookie
     while time.time() < logged_in_at + 3.1:  # until the access token has expired
         time.sleep(0.1)
-    stack.reset_stats()
 
     loads = [loaded(tab) for tab in (first, second)]
     for tab in (first, second):  # both at once: neither waits for the other's answer
@@ -244,7 +244,8 @@ def test_two_tabs_across_a_token_expiry_then_a_logout(
     for tab, before in zip((first, second), loads, strict=True):
         expect(tab.locator("#rows")).to_have_attribute("data-loads", str(before + 1))
         expect(message(tab)).to_have_text("")
-    assert stack.refresh_grants() == 1  # one refresh for both tabs
+    # one refresh for both tabs (by the reloads; by the second tab's start under heavy load)
+    assert stack.refresh_grants() == 1
 
     first.get_by_role("button", name="Log out").click()
     expect(message(first)).to_have_text("You are logged out.")
