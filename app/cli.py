@@ -116,6 +116,9 @@ def emulator(
 def dev(
     port: Annotated[int, typer.Option(help="Gateway port.")] = 8000,
     emulator_port: Annotated[int, typer.Option(help="Emulator port.")] = 8001,
+    spa_port: Annotated[
+        int, typer.Option(help="The example SPA's port (examples/spa, cookie mode).")
+    ] = 5173,
     log_format: Annotated[
         LogFormat,
         typer.Option(
@@ -126,7 +129,9 @@ def dev(
         ),
     ] = LogFormat.AUTO,
 ) -> None:
-    """Run the emulator with the demo tenant and the gateway against it (GATEWAY_ENV=local)."""
+    """Run the emulator with the demo tenant, the gateway against it (GATEWAY_ENV=local), and
+    the example SPA."""
+    from app.example_spa import SPA_DIR, create_spa_app
     from app.main import create_app
     from app.observability.logging import uvicorn_log_config
     from app.server import server_options
@@ -138,6 +143,10 @@ def dev(
     os.environ["GATEWAY_ENV"] = "local"
     settings = load_settings(env=Environment.LOCAL)
     settings.auth0.domain = emulator_url
+    gateway_url = f"http://127.0.0.1:{port}"
+    spa_url = f"http://127.0.0.1:{spa_port}"
+    if spa_url not in settings.cors_origins:
+        settings.cors_origins.append(spa_url)
     tenant = Tenant.from_file(None, f"{emulator_url}/")
     servers = [
         uvicorn.Server(
@@ -158,10 +167,18 @@ def dev(
             )
         ),
     ]
-    gateway_url = f"http://127.0.0.1:{port}"
+    # the SPA is in the source tree only (a container image has no examples/)
+    spa = (SPA_DIR / "index.html").is_file()
+    if spa:
+        spa_config = uvicorn.Config(
+            create_spa_app(gateway_url), host="127.0.0.1", port=spa_port, log_level="warning"
+        )
+        servers.append(uvicorn.Server(spa_config))
     typer.echo(f"emulator (demo tenant)  {emulator_url}   issuer {emulator_url}/")
     typer.echo(f"gateway                 {gateway_url}")
     typer.echo(f"docs page               {gateway_url}/docs  (press Authorize and log in)")
+    if spa:
+        typer.echo(f"example SPA             {spa_url}  (cookie mode)")
     for user, password, what in DEMO_USERS:
         typer.echo(f"demo user               {user} / {password}  ({what})")
     typer.echo(

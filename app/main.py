@@ -16,7 +16,7 @@ from app.http.errors import install_error_handlers
 from app.observability.logging import register_settings_secrets
 from app.observability.metrics import Metrics
 from app.observability.middleware import ObservabilityMiddleware
-from app.routers import auth, health, tokens, users, venues
+from app.routers import auth, browser_session, health, tokens, users, venues
 from app.routers import metrics as metrics_routes
 from app.services import build_services, start_background_work
 from settings import Settings, load_settings
@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ObservabilityMiddleware, metrics=metrics, trusted_proxies=settings.trusted_proxies
     )
     app.include_router(auth.router)
+    app.include_router(browser_session.router)
     app.include_router(tokens.router)
     app.include_router(health.router)
     if settings.metrics_enabled:

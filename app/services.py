@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from app.auth.browser import BrowserSessions
 from app.auth.cipher import SessionCipher
 from app.auth.flow import AuthFlow
 from app.auth.principal import Principal
@@ -48,6 +49,7 @@ class Services:
     flow: AuthFlow
     database: Database
     management: ManagementClient
+    browser: BrowserSessions
 
 
 async def build_services(
@@ -118,6 +120,7 @@ async def build_services(
         metrics=metrics,
         upstream_timeout_s=settings.auth0.timeout_s,
         store_timeout_s=settings.database.timeout_s,
+        refresh_after_expiry_s=settings.session.refresh_after_expiry_s,
     )
     stack.push_async_callback(flow.close)
     return Services(
@@ -133,6 +136,17 @@ async def build_services(
         flow,
         database=database,
         management=build_management_client(settings, http, auth0, cache, cipher),
+        browser=BrowserSessions(
+            engine=database.engine,
+            cipher=cipher,
+            store=store,
+            flow=flow,
+            resolver=resolver,
+            refresh_margin_s=settings.browser.refresh_margin_s,
+            local_ttl_s=settings.cache.local_ttl_s,
+            local_max_entries=settings.cache.local_max_entries,
+            timeout_s=settings.database.timeout_s,
+        ),
     )
 
 

@@ -7,6 +7,7 @@ call :func:`load_settings` (or build :class:`Settings` yourself in tests).
 
 from settings.model import (
     Auth0Settings,
+    BrowserSettings,
     CacheSettings,
     DatabaseSettings,
     Environment,
@@ -18,6 +19,7 @@ from settings.model import (
 
 __all__ = [
     "Auth0Settings",
+    "BrowserSettings",
     "CacheSettings",
     "DatabaseSettings",
     "Environment",

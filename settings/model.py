@@ -7,7 +7,7 @@ import json
 import os
 import ssl
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -204,8 +204,57 @@ class SessionSettings(BaseModel):
         ge=0,
         description="How often expired sessions and revocations are removed; 0: never (cron).",
     )
+    refresh_after_expiry_s: int = Field(
+        default=86_400,
+        ge=0,
+        le=604_800,
+        description=(
+            "How long after its exp an access token may still be traded for a new one; "
+            "older: 401 invalid_grant (log in again). Bounds what a stolen expired token is "
+            "worth, and is the idle limit of a browser session."
+        ),
+    )
 
     _split = field_validator("keys", mode="before")(_split_list)
+
+
+class BrowserSettings(BaseModel):
+    """Cookie mode: the session cookie of browsers (``POST /auth/session``)."""
+
+    cookie_secure: bool = Field(
+        default=True,
+        description=(
+            "Mark the cookie Secure and give it the __Host- prefix. Browsers accept Secure "
+            "cookies from http://localhost and http://127.0.0.1; off only for plain http on "
+            "another host, and only in local."
+        ),
+    )
+    cookie_name: str = Field(
+        default="vg_session",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="The cookie's name; __Host- is put in front when cookie_secure is on.",
+    )
+    same_site: Literal["strict", "lax"] = Field(
+        default="strict",
+        description=(
+            "The cookie's SameSite. strict: no cross-site request carries it. lax: top-level "
+            "cross-site navigations (GET) carry it too."
+        ),
+    )
+    refresh_margin_s: int = Field(
+        default=30,
+        ge=0,
+        le=600,
+        description=(
+            "A cookie request whose access token expires within this many seconds is "
+            "refreshed first."
+        ),
+    )
+
+    @property
+    def cookie(self) -> str:
+        """The cookie's full name, with ``__Host-`` when the cookie is Secure."""
+        return f"__Host-{self.cookie_name}" if self.cookie_secure else self.cookie_name
 
 
 class DatabaseSettings(BaseModel):
@@ -379,6 +428,7 @@ class Settings(BaseSettings):
     auth0: Auth0Settings = Field(default_factory=Auth0Settings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     session: SessionSettings = Field(default_factory=SessionSettings)
+    browser: BrowserSettings = Field(default_factory=BrowserSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     introspection: IntrospectionSettings = Field(default_factory=IntrospectionSettings)
     users: UsersSettings = Field(default_factory=UsersSettings)
@@ -443,6 +493,8 @@ class Settings(BaseSettings):
         ]
         if missing:
             raise ValueError(f"{self.env.value} needs: {', '.join(missing)}")
+        if not self.browser.cookie_secure:
+            raise ValueError(f"{self.env.value} refuses GATEWAY_BROWSER__COOKIE_SECURE=false")
         parts = urlsplit(auth0.base_url)
         if parts.scheme != "https":
             raise ValueError(f"{self.env.value} refuses a plain-http Auth0 domain ({auth0.domain})")

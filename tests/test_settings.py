@@ -161,3 +161,32 @@ def test_prod_still_refuses_the_emulator_over_tls(tmp_path: Path) -> None:
             database={"url": "postgresql+asyncpg://db.example/venues"},
             **data,
         )
+
+
+class TestCookieMode:
+    def test_the_cookie_is_secure_with_the_host_prefix_by_default(self) -> None:
+        browser = Settings(env=Environment.LOCAL).browser
+        assert (browser.cookie, browser.cookie_secure, browser.same_site) == (
+            "__Host-vg_session",
+            True,
+            "strict",
+        )
+
+    def test_an_insecure_cookie_has_no_prefix_and_only_in_local(self) -> None:
+        local = Settings(env=Environment.LOCAL, browser={"cookie_secure": False})
+        assert local.browser.cookie == "vg_session"
+        with pytest.raises(ValidationError, match="COOKIE_SECURE"):
+            Settings(env=Environment.DEV, browser={"cookie_secure": False}, **DEPLOYED)
+
+    @pytest.mark.parametrize(
+        "browser", [{"same_site": "none"}, {"cookie_name": "a;b"}, {"refresh_margin_s": -1}]
+    )
+    def test_bad_cookie_settings_are_refused(self, browser: dict[str, Any]) -> None:
+        with pytest.raises(ValidationError):
+            Settings(env=Environment.LOCAL, browser=browser)
+
+    def test_refresh_after_expiry_is_a_day_and_at_most_a_week(self) -> None:
+        assert Settings(env=Environment.LOCAL).session.refresh_after_expiry_s == 86_400
+        Settings(env=Environment.LOCAL, session={"refresh_after_expiry_s": 604_800})
+        with pytest.raises(ValidationError):
+            Settings(env=Environment.LOCAL, session={"refresh_after_expiry_s": 604_801})

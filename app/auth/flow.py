@@ -73,13 +73,17 @@ class AuthFlow:
         metrics: Metrics | None = None,
         upstream_timeout_s: float = 5.0,
         store_timeout_s: float = 5.0,
+        refresh_after_expiry_s: int | None = None,
     ) -> None:
+        """``refresh_after_expiry_s``: how long after its ``exp`` a token may still be
+        refreshed (None: any time while its session lives)."""
         self.metrics = metrics or Metrics()
         self._auth0 = auth0
         self._validator = validator
         self._store = store
         self._resolver = resolver
         self._grace_s = grace_s
+        self._refresh_after_expiry_s = refresh_after_expiry_s
         # a refresh makes one token exchange and at most one key-set fetch, and two writes; the
         # whole of it is cut off a second before the lease ends, so no lease ever lapses under
         # a refresh still running (another worker would then exchange the same refresh token)
@@ -138,8 +142,11 @@ class AuthFlow:
         """A new access token for an old one (expired or not) whose session is live."""
         if self._validator.classify(access_token) != "jwt":
             raise Unauthorized("The access token is malformed.")
-        # signature, issuer and audience still count; only expiry is forgiven
-        await self._validator.verify_jwt(access_token, allow_expired=True)
+        # signature, issuer and audience still count; only expiry is forgiven, for a while
+        claims = await self._validator.verify_jwt(access_token, allow_expired=True)
+        window = self._refresh_after_expiry_s
+        if window is not None and time.time() - int(claims["exp"]) > window:
+            raise _log_in_again("The access token expired too long ago to refresh; log in again.")
         return await self._refreshes.run(
             secret_digest(access_token), lambda: self._refresh_once(access_token)
         )

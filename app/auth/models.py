@@ -11,6 +11,10 @@ Times are Unix seconds, like the ``exp`` and ``iat`` claims they are compared wi
 - ``auth_revocations``: access tokens denied until their ``exp`` (``token_hash``), and per-user
   cut-offs (``sub`` with ``issued_before``: every token of that user issued before it is
   dead). ``created_at`` lets every worker pick up new rows.
+
+A session logged into from a browser (cookie mode) also holds ``browser_handle``, the SHA-256
+of the opaque value of its cookie, and ``browser_token``, its current access token (Fernet
+ciphertext), which the gateway uses on the browser's behalf.
 """
 
 from __future__ import annotations
@@ -28,7 +32,11 @@ class AuthSession(Base):
     """One login and the chain of its refreshes."""
 
     __tablename__ = "auth_sessions"
-    __table_args__ = (Index(None, "sub"), Index(None, "expires_at"))
+    __table_args__ = (
+        Index(None, "sub"),
+        Index(None, "expires_at"),
+        Index(None, "browser_handle", unique=True),
+    )
 
     id: Mapped[str] = mapped_column(String(SESSION_ID_CHARS), primary_key=True)
     sub: Mapped[str] = mapped_column(Text)
@@ -40,6 +48,8 @@ class AuthSession(Base):
     end_reason: Mapped[str | None] = mapped_column(String(32))
     refresh_owner: Mapped[str | None] = mapped_column(String(SESSION_ID_CHARS))
     refreshing_until: Mapped[int | None] = mapped_column(BigInteger)
+    browser_handle: Mapped[str | None] = mapped_column(String(DIGEST_CHARS))
+    browser_token: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class SessionToken(Base):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.security import OAuth2PasswordBearer
 from fastapi.security.base import SecurityBase
 from fastapi.security.utils import get_authorization_scheme_param
 
 from app.auth.principal import Principal
 from app.clients.token_validator import MAX_TOKEN_LENGTH
+from app.deps.browser import cookie_principal, session_handle
 from app.http.errors import InsufficientScope, Unauthorized
 from app.services import Services
 
@@ -60,6 +61,23 @@ def _checked_bearer(request: Request, token: str | None) -> str:
 BearerToken = Annotated[str, Depends(bearer_token)]
 
 
+async def caller_token(request: Request) -> str:
+    """The access token the request acts with: the bearer token, or in cookie mode the token
+    the session cookie stands for (refreshed already by :data:`CurrentPrincipal`, which a
+    route using this also depends on)."""
+    header = request.headers.get("authorization")
+    if header is None:
+        services: Services = request.app.state.services
+        handle = session_handle(request, services)
+        if handle is not None:
+            return await services.browser.access_token(handle)
+    scheme, param = get_authorization_scheme_param(header)
+    return _checked_bearer(request, param if scheme.lower() == "bearer" else None)
+
+
+CallerToken = Annotated[str, Depends(caller_token)]
+
+
 class PrincipalScheme(SecurityBase):
     """``oauth2_scheme`` as the docs page shows it, resolving the caller in the same call.
 
@@ -72,14 +90,25 @@ class PrincipalScheme(SecurityBase):
         self.model = declared.model
         self.scheme_name = declared.scheme_name
 
-    async def __call__(self, request: Request) -> Principal:
+    async def __call__(self, request: Request, response: Response) -> Principal:
         """The caller; an in-process cache hit returns without awaiting anything.
 
-        The caller's ``sub`` is left in ``request.state.sub`` for the access log.
+        Without an ``Authorization`` header, the session cookie of cookie mode is taken
+        (:mod:`app.deps.browser`); with both, the header wins. The caller's ``sub`` is left in
+        ``request.state.sub`` for the access log.
         """
-        scheme, param = get_authorization_scheme_param(request.headers.get("authorization"))
-        token = _checked_bearer(request, param if scheme.lower() == "bearer" else None)
+        header = request.headers.get("authorization")
         services: Services = request.app.state.services
+        if header is None:
+            handle = session_handle(request, services)
+            if handle is not None:
+                browser = await cookie_principal(request, services, handle)
+                # an answer to a cookie is the user's own: no shared cache may keep it
+                response.headers["Cache-Control"] = "private, no-store"
+                request.state.sub = browser.sub
+                return browser
+        scheme, param = get_authorization_scheme_param(header)
+        token = _checked_bearer(request, param if scheme.lower() == "bearer" else None)
         principal = services.resolver.cached_nowait(token)
         if principal is None:
             principal = await services.resolver.resolve(token)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, status
 from pydantic import AfterValidator
 
 from app.auth.principal import Principal
-from app.deps.security import BearerToken, CurrentPrincipal, RequireScopes, ServicesDep
+from app.deps.security import CallerToken, CurrentPrincipal, RequireScopes, ServicesDep
 from app.http.body_limit import BodyLimitRoute
 from app.http.client_ip import client_ip
 from app.http.responses import error_responses
@@ -93,7 +93,7 @@ async def update_my_user(principal: CurrentPrincipal, body: SelfPatch, users: Us
 )
 async def change_my_password(
     principal: CurrentPrincipal,
-    token: BearerToken,
+    token: CallerToken,
     body: PasswordChange,
     request: Request,
     services: ServicesDep,

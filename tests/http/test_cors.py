@@ -1,4 +1,5 @@
-"""CORS for the SPA: exact origins per environment, preflights answered, no credentials."""
+"""CORS for the SPA: exact origins per environment, preflights answered, credentials for those
+origins only (cookie mode)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ async def test_preflight_from_an_allowed_origin(gateway_factory: Factory) -> Non
         h.strip().lower() for h in response.headers["access-control-allow-headers"].split(",")
     }
     assert {"authorization", "content-type", "if-match", "x-request-id"} <= allowed
-    assert "access-control-allow-credentials" not in response.headers
+    assert response.headers["access-control-allow-credentials"] == "true"
     assert int(response.headers["access-control-max-age"]) > 0
 
 
@@ -56,7 +57,7 @@ async def test_actual_response_exposes_what_the_spa_reads(gateway_factory: Facto
         h.strip().lower() for h in response.headers["access-control-expose-headers"].split(",")
     }
     assert {"etag", "location", "retry-after", "x-request-id", "www-authenticate"} <= exposed
-    assert "access-control-allow-credentials" not in response.headers
+    assert response.headers["access-control-allow-credentials"] == "true"
 
 
 async def test_errors_carry_cors_headers_too(gateway_factory: Factory) -> None:

@@ -267,3 +267,16 @@ class TestDevCommand:
         )
         assert result.exit_code == 0, result.output
         assert self.gateway_formatters(configs) == expected
+
+    def test_serves_and_prints_the_example_spa(
+        self, configs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        built: list[Any] = []
+        monkeypatch.setattr("app.main.create_app", lambda settings: built.append(settings))
+        result = CliRunner().invoke(
+            cli, ["dev", "--port", "18600", "--emulator-port", "18601", "--spa-port", "18602"]
+        )
+        assert result.exit_code == 0, result.output
+        assert "example SPA             http://127.0.0.1:18602  (cookie mode)" in result.output
+        assert [c["port"] for c in configs] == [18601, 18600, 18602]
+        assert "http://127.0.0.1:18602" in built[0].cors_origins

@@ -1,4 +1,4 @@
-"""Whatever it is sent: any ``Authorization`` header, any login body.
+"""Whatever it is sent: any ``Authorization`` header, any session cookie, any login body.
 
 Property tests (Hypothesis): any bytes, any length, any encoding. The gateway never answers 5xx,
 always answers in its one error shape, and never calls Auth0 for a malformed token or a login
@@ -101,6 +101,33 @@ async def test_any_authorization_header_is_a_401_without_calling_auth0(
     if token is None or TokenValidator.classify(token) == "malformed":
         after = upstream_calls(await emulator_stats(emulator_http))
         assert after == before, f"a malformed token reached Auth0: {values!r}"
+
+
+def cookie_headers() -> st.SearchStrategy[bytes]:
+    """A ``Cookie`` header: raw bytes, or the session cookie with any value, method any."""
+    return st.one_of(
+        st.binary(max_size=300),
+        st.builds(lambda raw: b"__Host-vg_session=" + raw, st.binary(max_size=6000)),
+        st.builds(
+            lambda raw: b"a=1; __Host-vg_session=" + raw.encode() + b"; b",
+            st.text(alphabet=BASE64URL + '";=, \\', max_size=100),
+        ),
+    )
+
+
+@EXAMPLES
+@given(cookie=cookie_headers(), method=st.sampled_from(["GET", "POST", "DELETE"]))
+async def test_any_session_cookie_is_a_4xx_without_calling_auth0(
+    warm_gateway: httpx.AsyncClient, emulator_http: httpx.AsyncClient, cookie: bytes, method: str
+) -> None:
+    before = upstream_calls(await emulator_stats(emulator_http))
+    headers = [(b"cookie", cookie), (b"origin", b"http://gateway"), (b"x-requested-with", b"1")]
+    path = "/auth/me" if method == "GET" else "/venues"
+    response = await warm_gateway.request(method, path, headers=headers, json={})
+    event(f"{response.status_code} {response.json().get('error')}")
+    assert response.status_code in {401, 405}, response.text
+    assert set(response.json()) == {"error", "error_description"}
+    assert upstream_calls(await emulator_stats(emulator_http)) == before
 
 
 CONTENT_TYPES = [

@@ -109,6 +109,30 @@ class TestChangePassword:
         old = await gateway.post("/auth/login", json={"username": email, "password": password})
         assert old.status_code == 401
 
+    async def test_in_cookie_mode_this_browser_continues(
+        self, gateway_factory: Callable[..., Any], emulator: RunningEmulator
+    ) -> None:
+        spa = "http://127.0.0.1:5173"
+        gateway, _ = await gateway_factory(cors_origins=[spa])
+        email, password, _ = await sign_up(gateway)
+        other = await login_as(gateway, email, password)
+        emulator.tenant.clock_offset_s += 1  # Auth0 tokens of one second are identical
+        session = await gateway.post(
+            "/auth/session",
+            json={"username": email, "password": password},
+            headers={"Origin": spa, "X-Requested-With": "fetch"},
+        )
+        assert session.status_code == 200, session.text
+        browser = {"Cookie": session.headers["set-cookie"].split(";", 1)[0]}
+        response = await gateway.post(
+            "/users/me/password",
+            headers={**browser, "Origin": spa, "X-Requested-With": "fetch"},
+            json={"current_password": password, "new_password": NEW_PASSWORD},
+        )
+        assert response.status_code == 204, response.text
+        assert (await gateway.get("/users/me", headers=browser)).status_code == 200
+        assert (await me(gateway, other)).status_code == 401
+
     async def test_other_workers_stop_serving_the_ended_sessions(
         self, gateway_factory: Callable[..., Any], emulator: RunningEmulator
     ) -> None:

@@ -1,0 +1,67 @@
+"""CSRF defence for cookie-authenticated requests that change something.
+
+A browser attaches the session cookie to any request for the gateway's site, whoever's page
+made it. A request authenticated by the cookie with POST, PUT, PATCH or DELETE must therefore
+show that it comes from a page the gateway trusts:
+
+- its ``Origin`` (or, when a browser sends none, the origin of its ``Referer``) is one of the
+  configured SPA origins or the gateway's own, and
+- it carries ``X-Requested-With`` (any value): a cross-site form or a simple request cannot
+  send a custom header, and a script on another origin cannot without a CORS preflight, which
+  the gateway answers for the configured origins only.
+
+Otherwise 403 ``csrf_failed``. Requests with a bearer token are not checked: no browser
+attaches that on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+
+from app.http.errors import Forbidden
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CSRF_HEADER = "X-Requested-With"
+
+
+class CsrfFailed(Forbidden):
+    """A cookie-authenticated change from an unknown origin, or without the header (403)."""
+
+    code = "csrf_failed"
+    description = "The request did not come from an allowed origin."
+
+
+def own_origin(request: Request) -> str:
+    """The origin the request was sent to (the gateway's own, as the browser sees it)."""
+    return f"{request.url.scheme}://{request.url.netloc}"
+
+
+def request_origin(request: Request) -> str | None:
+    """The ``Origin`` of the request, else the origin of its ``Referer``; None without both."""
+    origin = request.headers.get("origin")
+    if origin is not None:
+        return origin.strip().rstrip("/")
+    referer = request.headers.get("referer")
+    if not referer:
+        return None
+    parts = urlsplit(referer.strip())
+    if not parts.scheme or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def check_csrf(request: Request, allowed_origins: Collection[str]) -> None:
+    """Raise :class:`CsrfFailed` unless an unsafe request comes from an allowed origin with
+    ``X-Requested-With``; safe methods pass."""
+    if request.method not in UNSAFE_METHODS:
+        return
+    origin = request_origin(request)
+    if origin is None:
+        raise CsrfFailed("A request with the session cookie must send Origin (or Referer).")
+    if origin not in allowed_origins and origin != own_origin(request):
+        raise CsrfFailed("Requests with the session cookie are not accepted from this origin.")
+    if CSRF_HEADER.lower() not in request.headers:
+        raise CsrfFailed(f"A request with the session cookie must send {CSRF_HEADER}.")
