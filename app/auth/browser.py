@@ -36,6 +36,7 @@ from app.auth.principal import Principal
 from app.auth.resolver import PrincipalResolver
 from app.auth.sessions import SessionStore
 from app.cache import LocalTier, secret_digest
+from app.db.engine import single_statement_reads
 from app.http.errors import SessionStoreUnavailable, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class BrowserSessions:
         principals (off: one database read per cookie request)."""
         self._local: LocalTier[_Held] = LocalTier(local_ttl_s, local_max_entries, wall=clock)
         self._engine = engine
+        self._reads = single_statement_reads(engine)
         self._cipher = cipher
         self._store = store
         self._flow = flow
@@ -194,7 +196,7 @@ class BrowserSessions:
         query = select(
             AuthSession.id, AuthSession.browser_token, AuthSession.ended_at, AuthSession.expires_at
         ).where(AuthSession.browser_handle == secret_digest(handle))
-        async with self._guard("read a browser session"), self._engine.connect() as conn:
+        async with self._guard("read a browser session"), self._reads.connect() as conn:
             row = (await conn.execute(query)).first()
         if row is None:
             return None

@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.auth.cipher import SessionCipher
 from app.auth.models import AuthSession, Revocation, SessionToken
 from app.cache import secret_digest
+from app.db.engine import single_statement_reads
 from app.http.errors import SessionStoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ class SessionStore:
     ) -> None:
         """``notify_channel``: PostgreSQL ``NOTIFY`` channel told of every new revocation."""
         self._engine = engine
+        self._reads = single_statement_reads(engine)
         self._cipher = cipher
         self.lifetime_s = lifetime_s
         self._timeout_s = timeout_s
@@ -178,7 +180,7 @@ class SessionStore:
         }
         token = {"issued_at": issued_at, "expires_at": expires_at}
         async with self._guard("start a session"):
-            async with self._engine.connect() as conn:
+            async with self._reads.connect() as conn:
                 denied = await conn.execute(
                     select(literal(1)).where(Revocation.token_hash == digest).limit(1)
                 )
@@ -231,7 +233,7 @@ class SessionStore:
             .join(AuthSession, AuthSession.id == SessionToken.session_id)
             .where(SessionToken.token_hash == digest)
         )
-        async with self._guard("read a session"), self._engine.connect() as conn:
+        async with self._guard("read a session"), self._reads.connect() as conn:
             found = (await conn.execute(query)).first()
         if found is None:
             return None
@@ -506,7 +508,7 @@ class SessionStore:
             )
             .limit(1)
         )
-        async with self._guard("check a revocation"), self._engine.connect() as conn:
+        async with self._guard("check a revocation"), self._reads.connect() as conn:
             return (await conn.execute(query)).first() is not None
 
     async def revocations_since(self, since: int | None) -> tuple[list[RevocationEntry], int]:
@@ -517,7 +519,7 @@ class SessionStore:
         ).where(Revocation.expires_at > self.now())
         if since is not None:
             query = query.where(Revocation.created_at >= since)
-        async with self._guard("read revocations"), self._engine.connect() as conn:
+        async with self._guard("read revocations"), self._reads.connect() as conn:
             clock = int((await conn.execute(select(self._db_now()))).scalar_one())
             rows = (await conn.execute(query)).all()
         return [RevocationEntry(*row) for row in rows], clock
@@ -529,7 +531,7 @@ class SessionStore:
             AuthSession.ended_at.is_(None),
             AuthSession.expires_at > self.now(),
         )
-        async with self._guard("count sessions"), self._engine.connect() as conn:
+        async with self._guard("count sessions"), self._reads.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
     async def prune(self) -> Pruned:
