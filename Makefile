@@ -17,9 +17,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## Debian packages the tests need, installed when the machine lacks them:
-## memcached, PostgreSQL (throw-away test servers), Chromium (the docs-page browser test) and
-## Node.js with npm (node-auth0 against the emulator over TLS)
+## memcached, PostgreSQL (throw-away test servers), Chromium (the docs-page browser test),
+## Node.js with npm (node-auth0 against the emulator over TLS), twemproxy and HAProxy (the
+## memcached pool and the replicas topology)
 APT_MISSING = $(if $(shell command -v memcached),,memcached) \
+              $(if $(wildcard /usr/sbin/nutcracker),,nutcracker) \
+              $(if $(wildcard /usr/sbin/haproxy),,haproxy) \
               $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
               $(if $(shell command -v chromium),,chromium) \
               $(if $(shell command -v node),,nodejs) \

@@ -191,6 +191,7 @@ class PrincipalResolver:
                 if principal is not None:
                     return principal
             self.validations += 1
+            self.metrics.token_validations.inc()
             if kind == "jwt":
                 principal, ttl = await self._validate_jwt(token)
             else:

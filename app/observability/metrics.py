@@ -84,6 +84,12 @@ class Metrics:
             ("tier", "outcome"),
             registry=registry,
         )
+        self.token_validations = Counter(
+            "gateway_token_validations",
+            "Access tokens validated afresh (signature, claims, revocation), after every cache "
+            "tier missed and single flight found no validation of the token in flight.",
+            registry=registry,
+        )
         self.auth0_requests = Counter(
             "gateway_auth0_requests",
             "Calls to Auth0, by endpoint and outcome (ok or the error code answered).",
