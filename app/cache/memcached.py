@@ -323,12 +323,14 @@ class MemcachedCache:
         self._log_state[kind] = (now, 0)
         detail = f": {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else ""
         quieted = f"; {suppressed} more since the last report" if suppressed else ""
+        outcome = "the breaker stays open" if op == "probe" else "served as a miss"
         log.warning(
-            "memcached at %s: %s failed (%s%s), served as a miss%s",
+            "memcached at %s: %s failed (%s%s), %s%s",
             self.node,
             op,
             kind,
             detail,
+            outcome,
             quieted,
         )
 

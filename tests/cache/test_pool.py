@@ -4,6 +4,7 @@ node that fails is ejected and its keys served by the others, and comes back by 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import Counter
@@ -13,6 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.cache import MemcachedCache, MemcachedPool, build_cache, cache_key
+from app.observability.logging import RequestContextFilter, request_id_var
 from app.observability.metrics import Metrics
 from settings.model import CacheSettings, Settings
 from tests.observability.scrape import sample
@@ -179,6 +181,33 @@ class TestPoolOfRealNodes:
             assert down_server.get(moved) == b"home"
             text = metrics.render().decode()
             assert sample(text, "gateway_cache_breaker_open", node=down.node) == 0
+        finally:
+            await pool.close()
+
+    async def test_the_probe_logs_outside_the_request_that_opened_the_breaker(
+        self, trio: list[MemcachedProcess], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.handler.addFilter(RequestContextFilter())
+        pool = MemcachedPool.from_nodes(
+            [("127.0.0.1", trio[0].port)], breaker_threshold=1, breaker_cooldown_s=0.05
+        )
+        node = pool.nodes[0]
+        try:
+            trio[0].stop()
+            token = request_id_var.set("request-that-met-the-failure")
+            try:
+                assert await pool.get(cache_key("vg-test", "principal", "t")) is None
+            finally:
+                request_id_var.reset(token)
+            assert node.breaker.is_open
+
+            def probes() -> list[logging.LogRecord]:
+                return [r for r in caplog.records if "probe failed" in r.getMessage()]
+
+            await wait_until(lambda: bool(probes()))
+            record = probes()[0]
+            assert "the breaker stays open" in record.getMessage()
+            assert not hasattr(record, "request_id")
         finally:
             await pool.close()
 

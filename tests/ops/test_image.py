@@ -5,6 +5,7 @@ migrations through the image. Skipped, saying why, where podman cannot run conta
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import shutil
 import subprocess
@@ -23,7 +24,8 @@ from tests.servers import MemcachedProcess, free_port, wait_for_port
 ROOT = Path(__file__).resolve().parents[2]
 PODMAN = ROOT / "ops/container/podman.sh"
 BASE_IMAGE = "localhost/venue-gateway-base:bookworm"
-IMAGE = "localhost/venue-gateway:test"
+# one tag per checkout, so that test runs of several checkouts on one machine do not collide
+IMAGE = f"localhost/venue-gateway:test-{hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]}"
 UID = "10001"
 HARDENED = [
     "--read-only",
@@ -33,6 +35,9 @@ HARDENED = [
     # loopback only: the containers and the test share the host's network namespace
     "--network=host",
 ]
+
+# a first build installs every dependency (about 90 s here); later ones reuse the cached layers
+pytestmark = pytest.mark.timeout(900)
 
 
 def podman(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
