@@ -9,6 +9,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -18,7 +19,7 @@ from app.observability.logging import RequestContextFilter, request_id_var
 from app.observability.metrics import Metrics
 from settings.model import CacheSettings, Settings
 from tests.observability.scrape import sample
-from tests.servers import MemcachedProcess
+from tests.servers import MemcachedProcess, TwemproxyProcess
 
 KEYS = [cache_key("vg-test", "principal", f"token-{i}") for i in range(10_000)]
 
@@ -233,3 +234,36 @@ class TestPoolOfRealNodes:
             assert await pool.ping() is False
         finally:
             await pool.close()
+
+
+class TestThroughTwemproxy:
+    async def test_a_lost_backend_costs_misses_then_twemproxy_ejects_it(
+        self, trio: list[MemcachedProcess], tmp_path: Path
+    ) -> None:
+        proxy = TwemproxyProcess([server.port for server in trio], str(tmp_path)).start()
+        cache = MemcachedCache.from_url(proxy.url, timeout_s=1.0)
+        try:
+            keys = [cache_key("vg-test", "principal", f"token-{i}") for i in range(60)]
+            for key in keys:
+                assert await cache.set(key, b"v", 60)
+            on_each = [sum(server.get(key) is not None for key in keys) for server in trio]
+            assert all(count > 0 for count in on_each), on_each
+
+            trio[1].stop()
+            # twemproxy answers the lost backend's keys with an error (a miss here) until it
+            # ejects it, then hashes them to the others; the other keys are never touched
+            values = [await cache.get(key) for key in keys]
+            assert values.count(b"v") >= len(keys) - on_each[1]
+            assert await cache.ping() is True
+
+            async def stored_everywhere() -> bool:
+                return all([await cache.set(key, b"again", 60) for key in keys])
+
+            deadline = time.monotonic() + 10
+            while not await stored_everywhere():
+                assert time.monotonic() < deadline, "twemproxy did not eject the lost backend"
+                await asyncio.sleep(0.2)
+            assert [await cache.get(key) for key in keys] == [b"again"] * len(keys)
+        finally:
+            await cache.close()
+            proxy.stop()
