@@ -1,22 +1,30 @@
-# syntax=docker/dockerfile:1
-# venue-gateway: a virtualenv built in one stage, run slim and unprivileged in the next.
+# venue-gateway: a virtualenv built in one stage from the lock file, run slim and unprivileged
+# in the next (docs/operations.md, "The image").
 #   docker build -t venue-gateway .
 #   docker run -p 8000:8000 -e GATEWAY_ENV=dev -e GATEWAY_AUTH0__DOMAIN=... venue-gateway
-# The same image serves the emulator: `docker run venue-gateway emulator --host 0.0.0.0`.
+# The same image serves the emulator; the issuer must be the address the gateway calls it by:
+#   docker run venue-gateway emulator --host 0.0.0.0 --issuer http://emulator:8001/
+# podman keeps HEALTHCHECK only in the Docker format: `podman build --format docker`.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
-    PATH=/opt/venv/bin:$PATH
-RUN python -m venv /opt/venv
+    PYTHONDONTWRITEBYTECODE=1
+# pip lives in a tools venv of the build stage only; the runtime venv never gets pip or setuptools
+RUN python -m venv /opt/tools \
+    && python -m venv --without-pip /opt/venv
 WORKDIR /src
+# dependencies first, exactly as locked (with hashes): this layer is rebuilt only when the lock
+# file changes, not on every change to the code
+COPY requirements.lock ./
+RUN /opt/tools/bin/pip --python /opt/venv/bin/python install --no-cache-dir \
+        --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY settings ./settings
 COPY emulator ./emulator
 COPY app ./app
-RUN pip install --no-cache-dir .
+RUN /opt/tools/bin/pip --python /opt/venv/bin/python install --no-cache-dir --no-deps .
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="venue-gateway" \
@@ -36,8 +44,10 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /var/lib/venue-gateway
 USER 10001:10001
 EXPOSE 8000
+# `gateway healthcheck` finds what this container runs (the gateway or the emulator) and asks
+# its liveness route; one word per argument, as podman's Docker API splits on spaces
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('GATEWAY_PORT', '8000'), timeout=2)"]
+    CMD ["gateway", "healthcheck"]
 STOPSIGNAL SIGTERM
 # `gateway serve`: uvicorn with the app factory (app.main:create_app), JSON logs, graceful stop
 ENTRYPOINT ["gateway"]

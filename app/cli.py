@@ -1,4 +1,4 @@
-"""The ``gateway`` command: serve, dev, emulator."""
+"""The ``gateway`` command: serve, dev, emulator, healthcheck, db, sessions, tenant tools."""
 
 from __future__ import annotations
 
@@ -190,6 +190,32 @@ def dev(
         await asyncio.gather(*(server.serve() for server in servers))
 
     asyncio.run(both())
+
+
+@cli.command()
+def healthcheck(
+    url: Annotated[
+        str | None,
+        typer.Option(help="Probe this URL instead of the server found in this container."),
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait.")] = 2.0,
+) -> None:
+    """Exit 0 when the gateway or emulator running here answers its liveness route, else 1.
+
+    The container image's HEALTHCHECK: it finds `gateway serve` or `gateway emulator` among the
+    container's processes and asks it over loopback (docs/operations.md).
+    """
+    from app.healthcheck import find_target, probe
+
+    if url is None:
+        target = find_target()
+        if target is None:
+            typer.echo("no `gateway serve` or `gateway emulator` runs here", err=True)
+            raise typer.Exit(1)
+        url = target.url
+    ok, detail = probe(url, timeout)
+    typer.echo(detail, err=not ok)
+    raise typer.Exit(0 if ok else 1)
 
 
 cli.add_typer(db_cli, name="db")

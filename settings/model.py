@@ -143,7 +143,13 @@ class Auth0Settings(BaseModel):
 class CacheSettings(BaseModel):
     """Where principals and sessions are cached."""
 
-    url: str = Field(default="memory://", description="memory:// or memcached://host:port")
+    url: str = Field(
+        default="memory://",
+        description=(
+            "memory://, memcached://host:port, or a pool memcached://h1:11211,h2:11211,... "
+            "(keys spread by rendezvous hashing; a twemproxy endpoint is one host)"
+        ),
+    )
     namespace: str | None = Field(
         default=None, description="Key prefix; defaults to vg-<environment>."
     )
@@ -176,9 +182,50 @@ class CacheSettings(BaseModel):
         scheme = urlsplit(value).scheme
         if scheme not in {"memory", "memcached"}:
             raise ValueError("cache url must be memory:// or memcached://host:port")
-        if scheme == "memcached" and not urlsplit(value).hostname:
-            raise ValueError("memcached url needs a host: memcached://host:port")
+        if scheme == "memcached":
+            memcached_nodes(value)
         return value
+
+    @property
+    def nodes(self) -> list[tuple[str, int]]:
+        """The memcached nodes the URL lists, as (host, port); empty for memory://."""
+        if urlsplit(self.url).scheme != "memcached":
+            return []
+        return memcached_nodes(self.url)
+
+
+DEFAULT_MEMCACHED_PORT = 11211
+
+
+def memcached_nodes(url: str) -> list[tuple[str, int]]:
+    """The (host, port) pairs of ``memcached://h1[:port],h2[:port],...``: ValueError when bad.
+
+    Hosts may be names, IPv4 or bracketed IPv6 addresses (``[::1]:11211``); the port is 11211
+    when omitted. A host listed twice is an error: it would take two shares of the keys.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "memcached":
+        raise ValueError("expected memcached://host:port")
+    if parts.path.strip("/") or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError("memcached url takes only hosts: memcached://h1:11211,h2:11211")
+    nodes: list[tuple[str, int]] = []
+    for item in parts.netloc.split(","):
+        item = item.strip()
+        if not item:
+            raise ValueError("memcached url needs a host: memcached://host:port")
+        one = urlsplit(f"//{item}")
+        try:
+            port = one.port
+        except ValueError:
+            raise ValueError(f"memcached node {item!r}: the port must be 1-65535") from None
+        if not one.hostname or port == 0:
+            raise ValueError(f"memcached node {item!r}: expected host:port")
+        port = port or DEFAULT_MEMCACHED_PORT
+        node = (one.hostname, port)
+        if node in nodes:
+            raise ValueError(f"memcached node {item!r} is listed twice")
+        nodes.append(node)
+    return nodes
 
 
 class SessionSettings(BaseModel):

@@ -191,6 +191,7 @@ class PrincipalResolver:
         # a success: the waiters read the answer, not the lock, which runs out on its own.
         try:
             self.validations += 1
+            self.metrics.token_validations.inc()
             if kind == "jwt":
                 principal, ttl = await self._validate_jwt(token)
             else:

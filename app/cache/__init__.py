@@ -8,14 +8,13 @@ gateway revalidates upstream and keeps serving.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from app.cache.base import Cache
 from app.cache.breaker import Breaker, BreakerObserver, BreakerState
 from app.cache.keys import MAX_KEY_BYTES, cache_key, digest_key, secret_digest
 from app.cache.local import LocalTier
-from app.cache.memcached import MemcachedCache, last_operation_failed
+from app.cache.memcached import MemcachedCache, NodeObserver, last_operation_failed
 from app.cache.memory import MemoryCache
+from app.cache.pool import MemcachedPool
 from settings.model import CacheSettings
 
 __all__ = [
@@ -26,7 +25,9 @@ __all__ = [
     "Cache",
     "LocalTier",
     "MemcachedCache",
+    "MemcachedPool",
     "MemoryCache",
+    "NodeObserver",
     "build_cache",
     "cache_key",
     "digest_key",
@@ -35,18 +36,23 @@ __all__ = [
 ]
 
 
-def build_cache(settings: CacheSettings, *, observer: BreakerObserver | None = None) -> Cache:
-    """The cache ``settings.url`` names: :class:`MemoryCache` or :class:`MemcachedCache`.
+def build_cache(settings: CacheSettings, *, observer: NodeObserver | None = None) -> Cache:
+    """The cache ``settings.url`` names: :class:`MemoryCache`, :class:`MemcachedCache` for one
+    host (a memcached or a twemproxy), :class:`MemcachedPool` for several.
 
-    ``observer`` (the metrics) hears of memcached's circuit breaker.
+    ``observer`` (the metrics) hears of each node's operations and circuit breaker.
     """
-    if urlsplit(settings.url).scheme == "memory":
+    nodes = settings.nodes
+    if not nodes:
         return MemoryCache()
-    return MemcachedCache.from_url(
-        settings.url,
+    pool = MemcachedPool.from_nodes(
+        nodes,
         pool_size=settings.pool_size,
         timeout_s=settings.timeout_s,
         breaker_threshold=settings.breaker_threshold,
         breaker_cooldown_s=settings.breaker_cooldown_s,
         observer=observer,
+        # one node has nowhere to send its keys: only timeouts open its breaker
+        eject_on_error=len(nodes) > 1,
     )
+    return pool.nodes[0] if len(nodes) == 1 else pool

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import enum
 import logging
 import time
@@ -132,8 +133,12 @@ class Breaker:
                 self._failures,
                 self.cooldown_s,
             )
+            # a context of its own: the probe belongs to no request, so its log lines must not
+            # carry the request id of the one that happened to open the breaker
             self._watch = asyncio.get_running_loop().create_task(
-                self._probe_until_closed(), name=f"cache-breaker-{self.node}"
+                self._probe_until_closed(),
+                name=f"cache-breaker-{self.node}",
+                context=contextvars.Context(),
             )
 
     async def stop(self) -> None:

@@ -10,20 +10,21 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Literal, TypeVar
-from urllib.parse import urlsplit
+from typing import Literal, Protocol, TypeVar
 
 import aiomcache
 from aiomcache.pool import Connection
 
 from app.cache.breaker import Breaker, BreakerObserver
+from settings.model import DEFAULT_MEMCACHED_PORT, memcached_nodes
 
 log = logging.getLogger(__name__)
 
 MAX_RELATIVE_TTL_S = 2_592_000
 """memcached reads an expiry above 30 days as an absolute Unix time."""
 
-DEFAULT_MEMCACHED_PORT = 11211
+PROBE_KEY = b"vg-probe"
+"""What ``ping`` and the breaker's probe ``get``: twemproxy does not proxy ``version``."""
 
 _T = TypeVar("_T")
 
@@ -50,6 +51,15 @@ _Failed = Literal[_Outcome.FAILED]
 _FAILED: _Failed = _Outcome.FAILED
 _TimedOut = Literal[_Outcome.TIMED_OUT]
 _TIMED_OUT: _TimedOut = _Outcome.TIMED_OUT
+
+
+class NodeObserver(BreakerObserver, Protocol):
+    """Where a memcached node reports: its breaker, and the outcome of every operation."""
+
+    def count_cache_operation(self, node: str, failed: bool) -> None:
+        """One operation on ``node`` answered (``failed`` False) or failed (short-circuits too)."""
+        ...
+
 
 # Per task (a context variable), so concurrent requests never see each other's outcome.
 _last_failed: ContextVar[bool] = ContextVar("memcached_last_failed", default=False)
@@ -81,8 +91,12 @@ class MemcachedCache:
     touching memcached, until a background ``version`` probe (one every ``breaker_cooldown_s``)
     is answered. So a memcached that accepts connections but never answers costs the requests
     that meet it about ``breaker_threshold`` timeouts in all, not one timeout per operation.
-    Failures that cost no waiting (a refused connection, an error reply) do not count; an
-    answer resets the count.
+    Failures that cost no waiting (a refused connection, an error reply) do not count, unless
+    ``eject_on_error`` (a node of a pool, whose keys the other nodes serve while its breaker is
+    open); an answer resets the count.
+
+    Commands: ``get``, ``set``, ``add``, ``delete``, ``incr`` and nothing else (``ping`` is a
+    ``get``), all of which twemproxy proxies, so one twemproxy endpoint works as a node.
 
     Counters for metrics: ``hits`` and ``misses`` of ``get`` (a failed ``get`` is a miss too),
     ``errors`` of every operation (short-circuited ones included).
@@ -97,10 +111,14 @@ class MemcachedCache:
         timeout_s: float = 0.25,
         breaker_threshold: int = 3,
         breaker_cooldown_s: float = 5.0,
-        observer: BreakerObserver | None = None,
+        observer: NodeObserver | None = None,
+        eject_on_error: bool = False,
     ) -> None:
         self.host = host
         self.port = port
+        self.node = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self._eject_on_error = eject_on_error
+        self._observer = observer
         self._timeout_s = timeout_s
         self._pool_size = max(1, pool_size)
         # LIFO: light traffic keeps reusing one warm connection instead of opening pool_size.
@@ -114,7 +132,7 @@ class MemcachedCache:
         self.misses = 0
         self.errors = 0
         self.breaker = Breaker(
-            f"{host}:{port}",
+            self.node,
             self._probe,
             threshold=breaker_threshold,
             cooldown_s=breaker_cooldown_s,
@@ -130,15 +148,16 @@ class MemcachedCache:
         timeout_s: float = 0.25,
         breaker_threshold: int = 3,
         breaker_cooldown_s: float = 5.0,
-        observer: BreakerObserver | None = None,
+        observer: NodeObserver | None = None,
     ) -> MemcachedCache:
-        """A cache for ``memcached://host:port`` (port 11211 when omitted)."""
-        parts = urlsplit(url)
-        if parts.scheme != "memcached" or not parts.hostname:
-            raise ValueError("expected memcached://host:port")
+        """A cache for ``memcached://host:port`` (port 11211 when omitted); one host only."""
+        nodes = memcached_nodes(url)
+        if len(nodes) != 1:
+            raise ValueError("one host expected: a pool is app.cache.pool.MemcachedPool")
+        [(host, port)] = nodes
         return cls(
-            parts.hostname,
-            parts.port or DEFAULT_MEMCACHED_PORT,
+            host,
+            port,
             pool_size=pool_size,
             timeout_s=timeout_s,
             breaker_threshold=breaker_threshold,
@@ -206,11 +225,11 @@ class MemcachedCache:
         return None if result is _FAILED else result
 
     async def ping(self) -> bool:
-        """True when memcached answers ``version`` within the timeout.
+        """True when memcached answers a ``get`` of :data:`PROBE_KEY` within the timeout.
 
         False at once while the breaker is open (:attr:`breaker` says so).
         """
-        result = await self._run("ping", lambda client: client.version())
+        result = await self._run("ping", lambda client: client.get(PROBE_KEY))
         return result is not _FAILED
 
     async def close(self) -> None:
@@ -232,20 +251,27 @@ class MemcachedCache:
         if self._closed or not self.breaker.allow():
             _last_failed.set(True)
             self.errors += 1
+            self._count(failed=True)
             return _FAILED
         result = await self._attempt(op, command)
-        if result is _TIMED_OUT:
+        if result is _TIMED_OUT or (result is _FAILED and self._eject_on_error):
             self.breaker.failed()
+            self._count(failed=True)
             return _FAILED
         if result is not _FAILED:
             self.breaker.succeeded()
+        self._count(failed=result is _FAILED)
         return result
 
+    def _count(self, *, failed: bool) -> None:
+        if self._observer is not None:
+            self._observer.count_cache_operation(self.node, failed)
+
     async def _probe(self) -> bool:
-        """The breaker's probe: ``version``, bypassing the breaker itself."""
+        """The breaker's probe: a ``get`` of :data:`PROBE_KEY`, bypassing the breaker itself."""
         if self._closed:
             return False
-        result = await self._attempt("probe", lambda client: client.version())
+        result = await self._attempt("probe", lambda client: client.get(PROBE_KEY))
         return result is not _FAILED and result is not _TIMED_OUT
 
     async def _attempt(
@@ -282,7 +308,7 @@ class MemcachedCache:
             return _TIMED_OUT if has_slot and isinstance(exc, TimeoutError) else _FAILED
         if self._failing:
             self._failing = False
-            log.info("memcached at %s:%s answers again", self.host, self.port)
+            log.info("memcached at %s answers again", self.node)
         return result
 
     def _record_failure(self, op: str, exc: Exception) -> None:
@@ -297,13 +323,14 @@ class MemcachedCache:
         self._log_state[kind] = (now, 0)
         detail = f": {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else ""
         quieted = f"; {suppressed} more since the last report" if suppressed else ""
+        outcome = "the breaker stays open" if op == "probe" else "served as a miss"
         log.warning(
-            "memcached at %s:%s: %s failed (%s%s), served as a miss%s",
-            self.host,
-            self.port,
+            "memcached at %s: %s failed (%s%s), %s%s",
+            self.node,
             op,
             kind,
             detail,
+            outcome,
             quieted,
         )
 

@@ -84,6 +84,12 @@ class Metrics:
             ("tier", "outcome"),
             registry=registry,
         )
+        self.token_validations = Counter(
+            "gateway_token_validations",
+            "Access tokens validated afresh (signature, claims, revocation), after every cache "
+            "tier missed and single flight found no validation of the token in flight.",
+            registry=registry,
+        )
         self.auth0_requests = Counter(
             "gateway_auth0_requests",
             "Calls to Auth0, by endpoint and outcome (ok or the error code answered).",
@@ -133,7 +139,16 @@ class Metrics:
             registry=registry,
         )
 
+        self.cache_operations = Counter(
+            "gateway_cache_operations",
+            "memcached operations by node (host:port) and outcome: ok (answered, a miss "
+            "included) or error (failed, timed out or short-circuited).",
+            ("node", "outcome"),
+            registry=registry,
+        )
+
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._cache_operation_children: dict[tuple[str, bool], Counter] = {}
         self.local_lookups = _lookups(self.token_cache_lookups, "local")
         self.shared_lookups = _lookups(self.token_cache_lookups, shared_tier)
         self.validation_waits = self.coalesced_waits.labels("validation")
@@ -177,6 +192,14 @@ class Metrics:
     def count_cache_short_circuit(self, node: str) -> None:
         """One operation on memcached ``node`` answered as a failure without being tried."""
         self.cache_short_circuits.labels(node).inc()
+
+    def count_cache_operation(self, node: str, failed: bool) -> None:
+        """One operation on memcached ``node`` answered or failed."""
+        child = self._cache_operation_children.get((node, failed))
+        if child is None:
+            child = self.cache_operations.labels(node, "error" if failed else "ok")
+            self._cache_operation_children[(node, failed)] = child
+        child.inc()
 
     def render(self) -> bytes:
         """Every metric in the Prometheus text format (all workers' in multi-process mode)."""

@@ -3,11 +3,14 @@
 Readiness asks each component at once, each bounded by :data:`COMPONENT_TIMEOUT_S` (memcached
 by its own, shorter timeout), so a probe answers within about two seconds whatever is down.
 While memcached's circuit breaker is open the cache component answers at once and says so.
+With a memcached pool the cache is ready while at least one node answers (the others' keys go
+to it), and ``nodes`` reports each node.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable
 from typing import Literal
@@ -17,7 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from app.cache import MemcachedCache
+from app.cache import MemcachedCache, MemcachedPool
 from app.deps.security import ServicesDep
 from app.services import Services
 
@@ -33,12 +36,23 @@ class Health(BaseModel):
     status: str = Field(default="ok", examples=["ok"])
 
 
+class Node(BaseModel):
+    """One memcached node of a pool."""
+
+    ok: bool = Field(examples=[True])
+    detail: str = Field(examples=["answers"])
+
+
 class Component(BaseModel):
     """One dependency's readiness."""
 
     ok: bool = Field(examples=[True])
     backend: str | None = Field(default=None, examples=["memcached"])
     detail: str = Field(examples=["answered in 0.4 ms"])
+    nodes: dict[str, Node] | None = Field(
+        default=None,
+        description="With a memcached pool: each node (host:port) and whether it answers.",
+    )
 
 
 class Readiness(BaseModel):
@@ -70,20 +84,51 @@ async def _timed(check: Awaitable[bool], timeout_s: float) -> tuple[bool, str]:
     return ok, f"answered in {elapsed_ms:.1f} ms" if ok else "did not answer"
 
 
+def _breaker_detail(node: MemcachedCache) -> str:
+    breaker = node.breaker
+    return (
+        f"circuit breaker open for {breaker.open_for_s:.1f} s after "
+        f"{breaker.threshold} failures in a row: memcached operations are answered "
+        f"as misses at once; a probe runs every {breaker.cooldown_s:g} s"
+    )
+
+
+async def _pool(pool: MemcachedPool, timeout_s: float) -> Component:
+    answered: dict[str, bool] = {}
+    # each node's ping is bounded by the cache's own timeout; this one is a backstop
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(COMPONENT_TIMEOUT_S):
+            answered = await pool.ping_nodes()
+    nodes = {}
+    for node in pool.nodes:
+        ok = answered.get(node.node, False)
+        if ok:
+            detail = "answers"
+        elif node.breaker.is_open:
+            detail = f"ejected, its keys served by the others; {_breaker_detail(node)}"
+        else:
+            detail = f"did not answer within {timeout_s:g} s"
+        nodes[node.node] = Node(ok=ok, detail=detail)
+    serving = sum(node.ok for node in nodes.values())
+    return Component(
+        ok=serving > 0,
+        backend="memcached",
+        detail=f"{serving} of {len(nodes)} nodes answer",
+        nodes=nodes,
+    )
+
+
 async def _cache(services: Services) -> Component:
     backend = services.settings.cache.url.split(":", 1)[0]
+    if isinstance(services.cache, MemcachedPool):
+        return await _pool(services.cache, services.settings.cache.timeout_s)
     # memcached's ping is bounded by the cache's own timeout; this one is a backstop
     ok, detail = await _timed(services.cache.ping(), COMPONENT_TIMEOUT_S)
     if not ok and backend == "memcached":
         detail = f"memcached did not answer within {services.settings.cache.timeout_s:g} s"
         cache = services.cache
         if isinstance(cache, MemcachedCache) and cache.breaker.is_open:
-            breaker = cache.breaker
-            detail = (
-                f"circuit breaker open for {breaker.open_for_s:.1f} s after "
-                f"{breaker.threshold} timeouts in a row: memcached operations are answered "
-                f"as misses at once; a probe runs every {breaker.cooldown_s:g} s"
-            )
+            detail = _breaker_detail(cache)
     return Component(ok=ok, backend=backend, detail=detail)
 
 

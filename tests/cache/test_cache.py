@@ -18,12 +18,13 @@ from app.cache import (
     MAX_KEY_BYTES,
     LocalTier,
     MemcachedCache,
+    MemcachedPool,
     MemoryCache,
     build_cache,
     cache_key,
 )
 from settings.model import CacheSettings
-from tests.servers import MemcachedProcess
+from tests.servers import MemcachedProcess, TwemproxyProcess
 
 DAY_S = 86_400
 LONG_JWT = "eyJhbGciOiJSUzI1NiJ9." + "x" * 2_000 + ".signature"
@@ -35,16 +36,27 @@ def ns() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture(params=["memory", "memcached"])
-async def cache(request: pytest.FixtureRequest) -> AsyncIterator[MemoryCache | MemcachedCache]:
-    """Each store, so that both keep the same contract."""
+Store = MemoryCache | MemcachedCache | MemcachedPool
+
+
+@pytest.fixture(params=["memory", "memcached", "pool", "twemproxy"])
+async def cache(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """Each store, so that all keep the same contract: one memcached, a pool of three, and one
+    twemproxy in front of three (which must not be sent a command it cannot proxy)."""
     if request.param == "memory":
         yield MemoryCache()
         return
-    server: MemcachedProcess = request.getfixturevalue("memcached_server")
-    memcached = MemcachedCache.from_url(server.url, pool_size=4, timeout_s=1.0)
-    yield memcached
-    await memcached.close()
+    store: MemcachedCache | MemcachedPool
+    if request.param == "pool":
+        servers: list[MemcachedProcess] = request.getfixturevalue("memcached_trio")
+        nodes = [("127.0.0.1", server.port) for server in servers]
+        store = MemcachedPool.from_nodes(nodes, pool_size=4, timeout_s=1.0)
+    else:
+        fixture = "memcached_server" if request.param == "memcached" else "twemproxy_server"
+        server: MemcachedProcess | TwemproxyProcess = request.getfixturevalue(fixture)
+        store = MemcachedCache.from_url(server.url, pool_size=4, timeout_s=1.0)
+    yield store
+    await store.close()
 
 
 class Clock:
@@ -146,7 +158,7 @@ class TestCacheKey:
 
 
 class TestContract:
-    async def test_set_get_delete(self, cache: MemoryCache | MemcachedCache, ns: str) -> None:
+    async def test_set_get_delete(self, cache: Store, ns: str) -> None:
         key = cache_key(ns, "principal", "token-1")
 
         assert await cache.get(key) is None
@@ -158,7 +170,7 @@ class TestContract:
         assert await cache.get(key) is None
         await cache.delete(key)
 
-    async def test_add_only_when_absent(self, cache: MemoryCache | MemcachedCache, ns: str) -> None:
+    async def test_add_only_when_absent(self, cache: Store, ns: str) -> None:
         key = cache_key(ns, "lock", "token-1")
 
         assert await cache.add(key, b"first", 60) is True
@@ -167,9 +179,7 @@ class TestContract:
         await cache.delete(key)
         assert await cache.add(key, b"third", 60) is True
 
-    async def test_one_winner_among_concurrent_adds(
-        self, cache: MemoryCache | MemcachedCache, ns: str
-    ) -> None:
+    async def test_one_winner_among_concurrent_adds(self, cache: Store, ns: str) -> None:
         key = cache_key(ns, "lock", "token-1")
 
         won = await asyncio.gather(*(cache.add(key, str(i).encode(), 60) for i in range(10)))
@@ -177,7 +187,7 @@ class TestContract:
         assert won.count(True) == 1
 
     async def test_no_ttl_stores_nothing_and_drops_the_old_value(
-        self, cache: MemoryCache | MemcachedCache, ns: str
+        self, cache: Store, ns: str
     ) -> None:
         key = cache_key(ns, "principal", "token-1")
         await cache.set(key, b"old", 60)
@@ -188,9 +198,7 @@ class TestContract:
         assert await cache.add(key, b"expired", 0) is False
         assert await cache.get(key) is None
 
-    async def test_ttl_beyond_thirty_days_is_kept(
-        self, cache: MemoryCache | MemcachedCache, ns: str
-    ) -> None:
+    async def test_ttl_beyond_thirty_days_is_kept(self, cache: Store, ns: str) -> None:
         # memcached would read a raw 40-day TTL as a Unix time in 1970: already expired.
         key = cache_key(ns, "session", "token-1")
 
@@ -199,9 +207,7 @@ class TestContract:
         assert await cache.add(cache_key(ns, "lock", "t"), b"x", 365 * DAY_S) is True
         assert await cache.get(cache_key(ns, "lock", "t")) == b"x"
 
-    async def test_counts_hits_and_misses(
-        self, cache: MemoryCache | MemcachedCache, ns: str
-    ) -> None:
+    async def test_counts_hits_and_misses(self, cache: Store, ns: str) -> None:
         key = cache_key(ns, "principal", "token-1")
         await cache.get(key)
         await cache.set(key, b"v", 60)
@@ -210,7 +216,7 @@ class TestContract:
 
         assert (cache.hits, cache.misses, cache.errors) == (2, 1, 0)
 
-    async def test_ping(self, cache: MemoryCache | MemcachedCache) -> None:
+    async def test_ping(self, cache: Store) -> None:
         assert await cache.ping() is True
 
 

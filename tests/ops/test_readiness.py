@@ -74,7 +74,8 @@ async def test_frozen_memcached_opens_the_breaker_which_readyz_names(
         elapsed = time.monotonic() - started
         assert response.status_code == 503
         cache = response.json()["components"]["cache"]
-        assert set(cache) == {"ok", "backend", "detail"}
+        assert set(cache) == {"ok", "backend", "detail", "nodes"}
+        assert cache["nodes"] is None
         assert cache["ok"] is False
         assert cache["backend"] == "memcached"
         assert cache["detail"].startswith("circuit breaker open for ")
@@ -93,6 +94,46 @@ async def test_frozen_memcached_opens_the_breaker_which_readyz_names(
         assert time.monotonic() < deadline, response.text
         await asyncio.sleep(0.1)
     assert sample(await scrape(gateway), "gateway_cache_breaker_open", node=node) == 0
+
+
+async def test_a_pool_is_ready_while_one_node_answers_and_names_each(
+    gateway_factory: Factory,
+) -> None:
+    servers = [MemcachedProcess().start() for _ in range(3)]
+    try:
+        url = "memcached://" + ",".join(f"127.0.0.1:{server.port}" for server in servers)
+        gateway, _ = await gateway_factory(
+            cache_url=url, cache={"breaker_threshold": 1, "breaker_cooldown_s": 30}
+        )
+        nodes = [f"127.0.0.1:{server.port}" for server in servers]
+        response = await gateway.get("/readyz")
+        assert response.status_code == 200
+        cache = response.json()["components"]["cache"]
+        assert cache["detail"] == "3 of 3 nodes answer"
+        assert cache["nodes"] == {node: {"ok": True, "detail": "answers"} for node in nodes}
+
+        servers[0].stop()
+        response = await gateway.get("/readyz")
+        assert response.status_code == 200, "the other nodes serve the stopped one's keys"
+        cache = response.json()["components"]["cache"]
+        assert cache["ok"] is True
+        assert cache["detail"] == "2 of 3 nodes answer"
+        assert cache["nodes"][nodes[0]]["ok"] is False
+        assert cache["nodes"][nodes[1]]["ok"] is True
+        # the failed ping opened its breaker (threshold 1): named as ejected from now on
+        response = await gateway.get("/readyz")
+        detail = response.json()["components"]["cache"]["nodes"][nodes[0]]["detail"]
+        assert detail.startswith("ejected, its keys served by the others; circuit breaker open")
+        assert sample(await scrape(gateway), "gateway_cache_breaker_open", node=nodes[0]) == 1
+
+        for server in servers[1:]:
+            server.stop()
+        response = await gateway.get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["components"]["cache"]["detail"] == "0 of 3 nodes answer"
+    finally:
+        for server in servers:
+            server.stop()
 
 
 async def test_unreachable_tenant_without_cached_keys_is_not_ready(
