@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.info("gateway ready: env=%s tenant=%s", settings.env.value, settings.auth0.base_url)
             # What is alive now (modules, schemas, services) lives as long as the app. Frozen,
             # the collector stops walking it in every full collection, each an ~80 ms pause of
-            # every request in flight otherwise (README, Performance); thawed when the app stops.
+            # every request in flight otherwise (docs/performance.md); thawed when the app stops.
             gc.freeze()
             try:
                 yield

@@ -82,7 +82,7 @@ class PrincipalScheme(SecurityBase):
     """``oauth2_scheme`` as the docs page shows it, resolving the caller in the same call.
 
     FastAPI resolves every dependency layer on every request, about 8 µs each against some
-    75 µs for a whole cached request (README, Performance): ``CurrentPrincipal`` is this one
+    75 µs for a whole cached request (docs/performance.md): ``CurrentPrincipal`` is this one
     layer, where ``BearerToken`` and ``ServicesDep`` underneath would make it three.
     """
 

@@ -103,7 +103,7 @@ class BodyLimitRoute(APIRoute):
         handler = super().get_route_handler()
         if not self._reads_body:
             # nothing here reads a body: GET /auth/me and GET /venues/{id} skip the check's
-            # per-request cost (README, Performance)
+            # per-request cost (docs/performance.md)
             return handler
         limit = self.max_body_bytes
 
