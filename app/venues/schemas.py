@@ -18,6 +18,7 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from app.venues.models import ADDRESS_MAX, CITY_MAX, NAME_MAX, TIMEZONE_MAX
 from app.venues.text import fold, normalise, refused_character
@@ -103,7 +104,7 @@ City = Annotated[
 ]
 CountryCode = Annotated[
     str,
-    StringConstraints(min_length=2, max_length=2),
+    StringConstraints(min_length=2, max_length=2, pattern="^[A-Za-z]{2}$"),
     AfterValidator(check_country),
     Field(description="ISO 3166-1 alpha-2 code.", examples=["DE"]),
 ]
@@ -145,12 +146,12 @@ class VenueUpdate(BaseModel):
         extra="forbid", strict=True, json_schema_extra={"example": {"capacity": 4000}}
     )
 
-    name: Name | None = None
-    address: Address | None = None
-    city: City | None = None
-    country: CountryCode | None = None
-    timezone: TimeZoneName | None = None
-    capacity: Capacity | None = None
+    name: Name | SkipJsonSchema[None] = None
+    address: Address | SkipJsonSchema[None] = None
+    city: City | SkipJsonSchema[None] = None
+    country: CountryCode | SkipJsonSchema[None] = None
+    timezone: TimeZoneName | SkipJsonSchema[None] = None
+    capacity: Capacity | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def _some_values(self) -> Self:
@@ -196,4 +197,8 @@ class VenuePage(BaseModel):
     next: str | None = Field(
         description="The link to the next page, or null on the last one.",
         examples=["/venues?limit=20&cursor=WyJ0ZW1wb2Ryb20iLCIzZjJh..."],
+    )
+    next_cursor: str | None = Field(
+        description="The `cursor` query parameter of the next page, or null on the last one.",
+        examples=["WyJ0ZW1wb2Ryb20iLCIzZjJh..."],
     )
