@@ -197,6 +197,36 @@ def _components(schema: dict[str, Any]) -> None:
         components[model.__name__] = found
 
 
+def _error_schema_name(status: str, schema: dict[str, Any]) -> str:
+    codes = schema["properties"]["error"]["enum"]
+    words = "".join(w.capitalize() for code in codes for w in code.split("_"))
+    details = "WithDetails" if "details" in schema["properties"] else ""
+    return f"Error{status}{words}{details}"
+
+
+def _name_error_schemas(schema: dict[str, Any]) -> None:
+    """Each distinct error shape (a status and its codes) becomes one named component.
+
+    Routes with the same answers share it (``Error401InvalidRequestInvalidToken``), so
+    generated clients get one class per kind of error rather than one per route and status.
+    """
+    components = schema["components"]["schemas"]
+    for methods in schema["paths"].values():
+        for operation in methods.values():
+            for status, response in operation.get("responses", {}).items():
+                media = response.get("content", {}).get("application/json", {})
+                inline = media.get("schema", {})
+                if "enum" not in inline.get("properties", {}).get("error", {}):
+                    continue
+                name = _error_schema_name(status, inline)
+                described = {
+                    "title": name,
+                    "description": f"The errors of status {status} with these codes.",
+                }
+                components[name] = described | inline
+                media["schema"] = {"$ref": f"#/components/schemas/{name}"}
+
+
 def _documented(route: RouteContext) -> bool:
     return isinstance(route.original_route, APIRoute) and bool(route.include_in_schema)
 
@@ -218,6 +248,7 @@ def complete_responses(app: FastAPI) -> None:
                 if operation is not None:
                     _complete(operation, answers, permissions)
         _components(schema)
+        _name_error_schemas(schema)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
