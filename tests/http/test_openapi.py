@@ -86,7 +86,7 @@ def test_every_error_is_in_the_one_shape_with_an_example(spec: dict[str, Any]) -
             if int(status) < 400 or (path, method, status) in NOT_ERRORS:
                 continue
             media = response.get("content", {}).get("application/json", {})
-            schema = media.get("schema", {})
+            schema = resolve(spec, media.get("schema", {}))
             if schema.get("required") != ["error", "error_description"]:
                 return f"{status} is not the one error shape"
             codes = schema["properties"]["error"].get("enum")
@@ -133,7 +133,9 @@ def test_permissioned_operations_document_403_and_name_the_permission(
         operation = spec["paths"][path][method]
         assert operation["x-permissions"] == permissions
         forbidden = operation["responses"]["403"]["content"]["application/json"]
-        assert forbidden["schema"]["properties"]["error"]["enum"] == ["insufficient_scope"]
+        assert resolve(spec, forbidden["schema"])["properties"]["error"]["enum"] == [
+            "insufficient_scope"
+        ]
 
 
 def test_every_json_body_has_an_example(spec: dict[str, Any]) -> None:
@@ -205,7 +207,8 @@ def test_answers_from_outside_the_route_are_documented(spec: dict[str, Any]) -> 
     check_all(spec, check)
     assert "HTTPValidationError" not in spec["components"]["schemas"]
     introspect = spec["paths"]["/tokens/introspect"]["post"]["responses"]["422"]
-    details = introspect["content"]["application/json"]["schema"]["properties"]["details"]
+    schema = resolve(spec, introspect["content"]["application/json"]["schema"])
+    details = schema["properties"]["details"]
     assert details["items"] == {"$ref": "#/components/schemas/ValidationIssue"}
 
 
