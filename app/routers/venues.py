@@ -59,6 +59,7 @@ _LOCATION_HEADER = {
 }
 _BAD_IF_MATCH = BadRequest('If-Match must be * or a list of quoted ETags such as "3".')
 
+
 async def venue_repository(session: DatabaseSession) -> VenueRepository:
     """Venue queries on this request's session."""
     return VenueRepository(session)

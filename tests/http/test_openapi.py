@@ -179,7 +179,12 @@ class TestDocsPage:
             assert "/docs/assets/swagger-ui-bundle.js" in page.text
             assert "cdn." not in page.text
             assert '"persistAuthorization": true' in page.text
-            assert "script-src 'self'" in page.headers["content-security-policy"]
+            policy = page.headers["content-security-policy"]
+            assert "script-src 'self';" in policy  # no inline script runs on the page
+            assert page.text.count("<script") == 3  # the JSON config, the bundle, docs_page.js
+            script = await gateway.get("/docs/session.js")
+            assert script.headers["content-type"].startswith("text/javascript")
+            assert "withoutSecrets" in script.text
             for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png"):
                 assert (await gateway.get(f"/docs/assets/{asset}")).status_code == 200
 
