@@ -43,7 +43,6 @@ from app.http.errors import (
 )
 from app.http.responses import (
     INVALID_FIELDS,
-    ErrorBody,
     ErrorExample,
     ValidationIssue,
     merge_answers,
@@ -173,6 +172,8 @@ def _complete(
         merge_answers(responses, [INVALID_FIELDS], replace=True)
     merge_answers(responses, [*_body_answers(operation), *answers])
     _require_if_match(operation)
+    # said, not left out: these routes need no credentials
+    operation.setdefault("security", [])
     for response in responses.values():
         response.setdefault("headers", {})["X-Request-ID"] = _REQUEST_ID
     if permissions:
@@ -190,7 +191,7 @@ def _components(schema: dict[str, Any]) -> None:
         if "#/components/schemas/ValidationError" not in json.dumps(schema):
             components.pop("ValidationError", None)
     template = "#/components/schemas/{model}"
-    models: list[type[BaseModel]] = [ErrorBody, ValidationIssue, *_COMPONENTS.values()]
+    models: list[type[BaseModel]] = [ValidationIssue, *_COMPONENTS.values()]
     for model in models:
         found = model.model_json_schema(ref_template=template)
         components.update(found.pop("$defs", {}))

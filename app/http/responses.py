@@ -1,9 +1,9 @@
-"""The one error shape as OpenAPI models, and the error answers each route declares.
+"""The error answers each route declares, as OpenAPI responses in the one error shape.
 
 A route lists the errors it can give, as the classes of :mod:`app.http.errors` (or instances,
 for an error raised with its own code and text)::
 
-    @router.post("/login", responses=error_responses(InvalidCredentials, UserBlocked, ...))
+    @router.post("/login", responses=error_responses(InvalidCredentials, UpstreamUnavailable))
 
 :func:`error_responses` turns them into one OpenAPI response per status: its codes as an
 ``enum``, one real example per code, and the headers those errors carry. Answers that come from
@@ -19,7 +19,6 @@ from http import HTTPStatus
 from typing import Any
 
 from pydantic import BaseModel, Field
-from pydantic.json_schema import SkipJsonSchema
 
 from app.http.errors import GatewayError, ValidationFailed
 
@@ -35,23 +34,6 @@ class ValidationIssue(BaseModel):
     )
     msg: str = Field(description="What is wrong, for a human.", examples=["Input should be ..."])
     type: str = Field(description="pydantic's error type.", examples=["less_than_equal"])
-
-
-def _no_default(schema: dict[str, Any]) -> None:
-    # absent, never null: a default of null would contradict the array type
-    schema.pop("default", None)
-
-
-class ErrorBody(BaseModel):
-    """Every error the gateway answers with."""
-
-    error: str = Field(description="A stable, machine-readable code.", examples=["invalid_token"])
-    error_description: str = Field(description="For a human; never contains a token.")
-    details: list[ValidationIssue] | SkipJsonSchema[None] = Field(
-        default=None,
-        description="Validation errors, one per offending field (422 only); absent otherwise.",
-        json_schema_extra=_no_default,
-    )
 
 
 HEADERS: dict[str, dict[str, Any]] = {
