@@ -22,6 +22,9 @@ from starlette.types import Message, Receive
 from app.http.errors import BadRequest, UnsupportedMediaType
 
 MAX_BODY_BYTES = 64 * 1024
+JSON_ADVICE = "Send the body as JSON (application/json, or another application/*+json type)."
+FORM_ADVICE = "Send the body as a form (application/x-www-form-urlencoded)."
+"""What a 415 says, for a JSON body and for a form."""
 MAX_JSON_DEPTH = 32
 """Objects and arrays inside each other, at most; Auth0's metadata and the venue API need few."""
 
@@ -79,9 +82,7 @@ class _BodyMedia:
 
     @property
     def advice(self) -> str:
-        if self.form:
-            return "Send the body as a form (application/x-www-form-urlencoded)."
-        return "Send the body as application/json."
+        return FORM_ADVICE if self.form else JSON_ADVICE
 
 
 def _reads(route: APIRoute) -> _BodyMedia | None:

@@ -32,7 +32,7 @@ from pydantic import BaseModel
 
 from app.clients.auth0_errors import MSG_EXPIRED, MSG_INVALID
 from app.deps.security import RequireScopes, current_principal, oauth2_scheme
-from app.http.body_limit import MAX_BODY_BYTES
+from app.http.body_limit import FORM_ADVICE, JSON_ADVICE, MAX_BODY_BYTES
 from app.http.errors import (
     InsufficientScope,
     MalformedJson,
@@ -74,6 +74,7 @@ TAGS: list[dict[str, Any]] = [
 
 UNAUTHORIZED = [
     Unauthorized(MSG_EXPIRED),
+    Unauthorized(MSG_INVALID),
     Unauthorized("The access token was revoked (logged out)."),
     Unauthorized(
         "Authentication required: send 'Authorization: Bearer <token>'.",
@@ -132,7 +133,6 @@ def security_answers(dependant: Dependant) -> tuple[list[ErrorExample], list[str
     answers: list[ErrorExample] = []
     if oauth2_scheme in calls or current_principal in calls:
         answers += [ErrorExample.of(error) for error in UNAUTHORIZED]
-        answers.append(ErrorExample.of(Unauthorized(MSG_INVALID)))
     if current_principal in calls:
         answers.append(ErrorExample.of(UNAVAILABLE))
     if permissions:
@@ -146,12 +146,13 @@ def _body_answers(operation: dict[str, Any]) -> list[ErrorExample]:
         return []
     too_large = RequestTooLarge(f"The request body is larger than {MAX_BODY_BYTES} bytes.")
     answers = [ErrorExample.of(too_large), INVALID_FIELDS]
-    if any(media.endswith("json") for media in content):
+    json_body = any(media.endswith("json") for media in content)
+    if json_body:
         answers.append(ErrorExample.of(MalformedJson()))
-        accepted = " or ".join(sorted(content))
-        answers.append(ErrorExample.of(UnsupportedMediaType(f"Send the body as {accepted}.")))
-    else:
-        answers.append(ErrorExample.of(UnsupportedMediaType("Send the body as a form.")))
+    # a route that documents its own 415 reads its body itself (login: JSON or a form)
+    if "415" not in operation.get("responses", {}):
+        advice = JSON_ADVICE if json_body else FORM_ADVICE
+        answers.append(ErrorExample.of(UnsupportedMediaType(advice)))
     return answers
 
 

@@ -166,17 +166,15 @@ def merge_answers(
 ) -> None:
     """Add ``examples`` to an operation's ``responses``, one response per status.
 
-    A status the route already documents keeps its answers and gains the new ones, except
-    codes it already has (the route's own example of a code wins); with ``replace``, a
-    status's answers are these alone (for FastAPI's generic 422).
+    A status the route already documents keeps its answers and gains the new ones (an answer
+    it already has, the same code and text, is not repeated); with ``replace``, a status's
+    answers are these alone (for FastAPI's generic 422).
     """
     by_status: dict[int, list[ErrorExample]] = {}
     for example in examples:
         by_status.setdefault(example.status, []).append(example)
     for status, added in by_status.items():
         existing = [] if replace else examples_of(responses.get(str(status), {}))
-        known = {e.code for e in existing}
-        added = [e for e in added if e.code not in known]
         merged = [
             ErrorExample(status, e.code, e.description, e.headers, e.details)
             for e in [*existing, *added]

@@ -24,17 +24,19 @@ from app.main import create_app
 from settings import Environment, Settings
 from tests.e2e.conftest import login
 
+VENUE = "00000000-0000-4000-8000-000000000000"
+# (method, a path to call, the path in the document)
 BODY_ROUTES = [
-    ("post", "/auth/login"),
-    ("post", "/venues"),
-    ("patch", "/venues/00000000-0000-4000-8000-000000000000"),
-    ("post", "/users"),
-    ("patch", "/users/me"),
-    ("post", "/users/me/password"),
-    ("delete", "/users/me"),
-    ("patch", "/users/auth0%7Cx"),
+    ("post", "/auth/login", "/auth/login"),
+    ("post", "/venues", "/venues"),
+    ("patch", f"/venues/{VENUE}", "/venues/{venue_id}"),
+    ("post", "/users", "/users"),
+    ("patch", "/users/me", "/users/me"),
+    ("post", "/users/me/password", "/users/me/password"),
+    ("delete", "/users/me", "/users/me"),
+    ("patch", "/users/auth0%7Cx", "/users/{user_id}"),
 ]
-FORM_ROUTES = [("post", "/tokens/introspect")]
+FORM_ROUTES = [("post", "/tokens/introspect", "/tokens/introspect")]
 
 
 @pytest.fixture(scope="module")
@@ -172,13 +174,21 @@ def test_the_document_is_as_strict_as_the_server(spec: dict[str, Any]) -> None:
                 assert {"minimum", "maximum"} <= set(schema), parameter
 
 
-class TestBodies:
-    """Every route that takes a body, before any credentials are looked at."""
+def documented(spec: dict[str, Any], method: str, path: str, status: int) -> list[Any]:
+    """The example bodies the document gives for ``status`` of an operation."""
+    response = spec["paths"][path][method]["responses"][str(status)]
+    return [e["value"] for e in response["content"]["application/json"]["examples"].values()]
 
-    @pytest.mark.parametrize(("method", "path"), BODY_ROUTES)
+
+class TestBodies:
+    """Every route that takes a body, before any credentials are looked at: the answers are the
+    document's own examples, word for word."""
+
+    @pytest.mark.parametrize(("method", "path", "template"), BODY_ROUTES)
     async def test_malformed_json_is_400(
-        self, gateway: httpx.AsyncClient, method: str, path: str
-    ) -> None:
+        self, gateway: httpx.AsyncClient, spec: dict[str, Any], method: str, path: str,
+        template: str,
+    ) -> None:  # fmt: skip
         response = await gateway.request(
             method, path, content=b'{"name": ', headers={"content-type": "application/json"}
         )
@@ -187,16 +197,19 @@ class TestBodies:
             "error": "invalid_request",
             "error_description": "The body is not valid JSON.",
         }
+        assert response.json() in documented(spec, method, template, 400)
 
-    @pytest.mark.parametrize(("method", "path"), BODY_ROUTES + FORM_ROUTES)
+    @pytest.mark.parametrize(("method", "path", "template"), BODY_ROUTES + FORM_ROUTES)
     async def test_an_unsupported_content_type_is_415(
-        self, gateway: httpx.AsyncClient, method: str, path: str
-    ) -> None:
+        self, gateway: httpx.AsyncClient, spec: dict[str, Any], method: str, path: str,
+        template: str,
+    ) -> None:  # fmt: skip
         response = await gateway.request(
             method, path, content=b"name=x", headers={"content-type": "text/plain"}
         )
         assert response.status_code == 415, response.text
         assert response.json()["error"] == "unsupported_media_type"
+        assert response.json() in documented(spec, method, template, 415)
 
 
 async def test_merge_patch_and_a_form_login_still_work(gateway: httpx.AsyncClient) -> None:
