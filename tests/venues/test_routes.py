@@ -196,11 +196,17 @@ class TestCreateVenue:
         assert details[0]["loc"] == ["body", "timezone"]
 
     async def test_a_body_that_is_not_an_object_is_422(self, venues: VenueClient) -> None:
-        for content in (b"{not json", b"[]", b'"Tempodrom"', b""):
+        for content in (b"[]", b'"Tempodrom"', b""):
             response = await venues.request(
                 "POST", "/venues", content=content, headers={"Content-Type": "application/json"}
             )
             assert_error(response, 422, "invalid_request")
+
+    async def test_a_body_that_is_not_json_is_400(self, venues: VenueClient) -> None:
+        response = await venues.request(
+            "POST", "/venues", content=b"{not json", headers={"Content-Type": "application/json"}
+        )
+        assert_error(response, 400, "invalid_request")
 
     async def test_an_oversized_body_is_413(self, venues: VenueClient) -> None:
         response = await venues.request(
