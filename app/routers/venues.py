@@ -57,6 +57,7 @@ _LOCATION_HEADER = {
         "schema": {"type": "string", "format": "uri-reference"},
     }
 }
+_IF_MATCH_PATTERN = r'^(\*|(W/)?"[!#-~]*"( *, *(W/)?"[!#-~]*")*)$'
 _BAD_IF_MATCH = BadRequest('If-Match must be * or a list of quoted ETags such as "3".')
 
 
@@ -75,6 +76,8 @@ IfMatch = Annotated[
     str | SkipJsonSchema[None],
     Header(
         alias="If-Match",
+        # in the document only: a malformed If-Match is a 400 of parse_if_match, not a 422
+        json_schema_extra={"pattern": _IF_MATCH_PATTERN},
         description='The venue\'s ETag ("3"), a list of ETags, or * for any version.',
     ),
 ]

@@ -161,9 +161,20 @@ def test_the_document_is_as_strict_as_the_server(spec: dict[str, Any]) -> None:
     assert set(patch["requestBody"]["content"]) == {"application/merge-patch+json"}
     delete = spec["paths"]["/venues/{venue_id}"]["delete"]
     assert next(p for p in delete["parameters"] if p["name"] == "If-Match")["required"] is False
-    update = spec["components"]["schemas"]["VenueUpdate"]
-    nullable = [n for n, p in update["properties"].items() if "null" in json.dumps(p)]
-    assert nullable == [], "PATCH fields the server refuses as null"
+    schemas = spec["components"]["schemas"]
+    for patch_body in ("VenueUpdate", "SelfPatch", "AdminPatch"):
+        schema = schemas[patch_body]
+        nullable = [
+            name
+            for name, field in schema["properties"].items()
+            if {"type": "null"} in field.get("anyOf", []) or field.get("type") == "null"
+        ]
+        assert nullable == [], f"{patch_body}: fields the server refuses as null"
+        assert schema["minProperties"] == 1, f"{patch_body}: an empty patch is refused"
+    create = schemas["VenueCreate"]["properties"]
+    assert "DE" in create["country"]["enum"]
+    assert "XX" not in create["country"]["enum"]
+    assert all("pattern" in create[field] for field in ("name", "address", "city"))
     for _, _, operation in operations(spec):
         for parameter in operation.get("parameters", []):
             schema = parameter["schema"]

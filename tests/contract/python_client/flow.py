@@ -40,6 +40,7 @@ from venue_gateway_client.models import (
     PrincipalOut,
     TokenResponse,
     VenueCreate,
+    VenueCreateCountry,
     VenueOut,
     VenuePage,
     VenueUpdate,
@@ -101,7 +102,7 @@ def main(url: str, admin: tuple[str, str], viewer: tuple[str, str]) -> None:
             name=f"Client Hall {run} {n}",
             address=f"{n} Generated Street",
             city="Berlin",
-            country="DE",
+            country=VenueCreateCountry.DE,
             timezone="Europe/Berlin",
             capacity=100 + n,
         )
