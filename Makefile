@@ -34,9 +34,9 @@ lock:
 
 ## Debian packages the tests need, installed when the machine lacks them:
 ## memcached, PostgreSQL (throw-away test servers), Chromium (the docs-page browser test),
-## Node.js with npm (node-auth0 against the emulator over TLS), twemproxy and HAProxy (the
-## memcached pool and the replicas topology), podman, runc and debootstrap (the image, built
-## and run by tests/ops/test_image.py)
+## Node.js with npm (node-auth0 against the emulator over TLS, the generated TypeScript client),
+## twemproxy and HAProxy (the memcached pool and the replicas topology), podman, runc and
+## debootstrap (the image, built and run by tests/ops/test_image.py)
 APT_MISSING = $(if $(shell command -v memcached),,memcached) \
               $(if $(wildcard /usr/sbin/nutcracker),,nutcracker) \
               $(if $(wildcard /usr/sbin/haproxy),,haproxy) \
@@ -55,14 +55,15 @@ system-packages:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-## the npm packages of tests/node, exactly as its lock file says; again when the lock file changes
-NODE_DIR := tests/node
+## the npm packages of each package below, exactly as its lock file says; again when the lock
+## file changes. tests/node: node-auth0; tests/contract/typescript: the generated TypeScript client
+NODE_DIRS := tests/node tests/contract/typescript
 
-$(NODE_DIR)/node_modules: $(NODE_DIR)/package-lock.json | system-packages
-	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
+%/node_modules: %/package-lock.json | system-packages
+	npm ci --prefix $* --no-audit --no-fund --loglevel=error
 	touch $@
 
-node-packages: $(NODE_DIR)/node_modules
+node-packages: $(addsuffix /node_modules,$(NODE_DIRS))
 
 ## run the emulator with the demo tenant and the gateway against it
 dev: install

@@ -13,6 +13,7 @@ from app.db.migrations import prepare_schema
 from app.http.cors import install_cors
 from app.http.docs_page import install_docs
 from app.http.errors import install_error_handlers
+from app.http.openapi import METADATA
 from app.observability.logging import register_settings_secrets
 from app.observability.metrics import Metrics
 from app.observability.middleware import ObservabilityMiddleware
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
         swagger_ui_init_oauth={"usePkceWithAuthorizationCodeGrant": False},
+        **METADATA,  # operation ids, servers, license, contact, tags
     )
     app.state.settings = settings
     app.state.metrics = metrics

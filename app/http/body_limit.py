@@ -1,5 +1,6 @@
 """Routes that bound request bodies: 413 ``request_too_large`` over a size, 400 for JSON nested
-deeper than :data:`MAX_JSON_DEPTH`, both in the one shape.
+deeper than :data:`MAX_JSON_DEPTH`, 415 for a content type the route does not read, all in the
+one shape.
 
 The depth is checked before anything parses the body: Python's JSON decoder, pydantic and the
 code after them each recurse once per level, and a body of a few kilobytes can nest thousands
@@ -10,17 +11,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import Request, Response, params
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive
 
-from app.http.errors import BadRequest
-from app.http.responses import ErrorBody
+from app.http.errors import BadRequest, UnsupportedMediaType
 
 MAX_BODY_BYTES = 64 * 1024
+JSON_ADVICE = "Send the body as JSON (application/json, or another application/*+json type)."
+FORM_ADVICE = "Send the body as a form (application/x-www-form-urlencoded)."
+"""What a 415 says, for a JSON body and for a form."""
 MAX_JSON_DEPTH = 32
 """Objects and arrays inside each other, at most; Auth0's metadata and the venue API need few."""
 
@@ -48,21 +52,6 @@ def _too_large(limit: int) -> StarletteHTTPException:
     return StarletteHTTPException(413, detail=f"The request body is larger than {limit} bytes.")
 
 
-def _too_large_response(limit: int) -> dict[str, Any]:
-    return {
-        "model": ErrorBody,
-        "description": f"The body is over {limit} bytes.",
-        "content": {
-            "application/json": {
-                "example": {
-                    "error": "request_too_large",
-                    "error_description": f"The request body is larger than {limit} bytes.",
-                }
-            }
-        },
-    }
-
-
 def _capped(receive: Receive, limit: int) -> Receive:
     received = 0
 
@@ -78,19 +67,39 @@ def _capped(receive: Receive, limit: int) -> Receive:
     return receive_capped
 
 
+@dataclass(frozen=True)
+class _BodyMedia:
+    """The content types a route's body is read from."""
+
+    form: bool
+
+    def accepts(self, content_type: str) -> bool:
+        kind = content_type.split(";", 1)[0].strip().lower()
+        if self.form:
+            return kind in {"application/x-www-form-urlencoded", "multipart/form-data"}
+        main, _, sub = kind.partition("/")
+        return main == "application" and (sub == "json" or sub.endswith("+json"))
+
+    @property
+    def advice(self) -> str:
+        return FORM_ADVICE if self.form else JSON_ADVICE
+
+
+def _reads(route: APIRoute) -> _BodyMedia | None:
+    if route.body_field is None:
+        return None
+    return _BodyMedia(form=isinstance(route.body_field.field_info, params.Form))
+
+
 class BodyLimitRoute(APIRoute):
     """An ``APIRoute`` answering 413 when the body is over :data:`MAX_BODY_BYTES`.
 
     A declared ``Content-Length`` over the limit is refused before reading; a chunked body is
-    counted as it arrives and refused once it passes the limit.
+    counted as it arrives and refused once it passes the limit. A non-empty body in a content
+    type the route's body does not read is 415 (FastAPI would call it invalid fields, 422).
     """
 
     max_body_bytes = MAX_BODY_BYTES
-
-    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        super().__init__(path, endpoint, **kwargs)
-        if self._reads_body:
-            self.responses.setdefault(413, _too_large_response(self.max_body_bytes))
 
     @property
     def _reads_body(self) -> bool:
@@ -106,12 +115,16 @@ class BodyLimitRoute(APIRoute):
             # per-request cost (docs/performance.md)
             return handler
         limit = self.max_body_bytes
+        reads = _reads(self)
 
         async def limited_handler(request: Request) -> Response:
             declared = request.headers.get("content-length", "")
             if declared.isascii() and declared.isdigit() and int(declared[:16]) > limit:
                 raise _too_large(limit)
             capped = Request(request.scope, _capped(request.receive, limit))
+            content_type = request.headers.get("content-type", "")
+            if reads is not None and not reads.accepts(content_type) and await capped.body():
+                raise UnsupportedMediaType(reads.advice)
             # read here (the request keeps it for the handler) to check the nesting first
             if (
                 "json" in request.headers.get("content-type", "")

@@ -58,6 +58,28 @@ class BadRequest(GatewayError):
     description = "The request is malformed."
 
 
+class MalformedJson(BadRequest):
+    """The body is declared as JSON but does not parse (400)."""
+
+    description = "The body is not valid JSON."
+
+
+class RequestTooLarge(GatewayError):
+    """The body is over the route's size limit (413)."""
+
+    status_code = 413
+    code = "request_too_large"
+    description = "The request body is too large."
+
+
+class UnsupportedMediaType(GatewayError):
+    """The body's ``Content-Type`` is not one the route reads (415)."""
+
+    status_code = 415
+    code = "unsupported_media_type"
+    description = "Send the body as application/json."
+
+
 class ValidationFailed(GatewayError):
     """Fields are missing or invalid (422); ``details`` names each one."""
 
@@ -236,6 +258,8 @@ async def _on_gateway_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101
+    if any(error.get("type") == "json_invalid" for error in exc.errors()):
+        return error_response(MalformedJson())
     return error_response(ValidationFailed.from_errors(exc.errors()))
 
 

@@ -1,20 +1,22 @@
-"""The OpenAPI document, completed with the answers the framework and the security layer give.
+"""The OpenAPI document: operation ids, metadata, and the answers layers below the routes give.
 
-Routes document their own errors (:func:`app.http.responses.error_responses`); some answers come
-from layers a route does not see, so they are derived here and added unless the route already
-documents that status:
+Routes declare the errors they raise (:func:`app.http.responses.error_responses`); some answers
+come from layers a route does not see, so they are derived here and merged into what the route
+declares (the codes of one status form one ``enum``):
 
-- the bearer dependency: 401 (no, bad or revoked token) and 503 (the tenant's keys or
+- the bearer dependency: 401 (no, bad, expired or revoked token) and 503 (the tenant's keys or
   ``/userinfo`` unreachable while validating);
-- :class:`~app.deps.security.RequireScopes`: 403 naming the permissions, which are also listed in
-  ``x-permissions`` and appended to the description when it does not name them;
-- a JSON request body: 400 when it is not JSON at all;
-- any request body: 413 over :data:`app.http.body_limit.MAX_BODY_BYTES` (every body-taking router
-  uses :class:`~app.http.body_limit.BodyLimitRoute`);
-- FastAPI's own 422 (``HTTPValidationError``) is rewritten to the one error shape, which is what
-  :mod:`app.http.errors` really answers.
+- :class:`~app.deps.security.RequireScopes`: 403 ``insufficient_scope`` naming the permissions,
+  which are also listed in ``x-permissions`` and appended to the description;
+- a request body: 400 when declared JSON does not parse, 413 over the size limit
+  (:class:`~app.http.body_limit.BodyLimitRoute`), 415 for a content type the route does not
+  read, 422 for invalid fields (FastAPI's ``HTTPValidationError`` is replaced by the one error
+  shape, which is what :mod:`app.http.errors` really answers);
+- ``If-Match`` is required in the document wherever its absence is a 428;
+- every answer carries ``X-Request-ID``.
 
-So the docs page never forgets an answer a route can give.
+Operation ids are the route functions' names in camelCase (:func:`operation_id`): ``login``,
+``listVenues``, ``updateVenue``; a route added later gets one the same way.
 """
 
 from __future__ import annotations
@@ -26,46 +28,94 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from pydantic import BaseModel
 
+from app.clients.auth0_errors import MSG_EXPIRED, MSG_INVALID
 from app.deps.security import RequireScopes, current_principal, oauth2_scheme
-from app.http.body_limit import MAX_BODY_BYTES
+from app.http.body_limit import FORM_ADVICE, JSON_ADVICE, MAX_BODY_BYTES
+from app.http.errors import (
+    InsufficientScope,
+    MalformedJson,
+    RequestTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+    UpstreamUnavailable,
+)
+from app.http.responses import (
+    INVALID_FIELDS,
+    ErrorExample,
+    ValidationIssue,
+    merge_answers,
+)
 
-_ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 _FASTAPI_422_REF = "#/components/schemas/HTTPValidationError"
+_REQUEST_ID = {
+    "description": "The request's id: the caller's own when it sent a sane one, else a new one.",
+    "schema": {"type": "string", "maxLength": 128},
+}
+
+TAGS: list[dict[str, Any]] = [
+    {"name": "auth", "description": "Log in with a username and password, refresh, log out."},
+    {
+        "name": "venues",
+        "description": "The venue API: list, read, create, change (with If-Match) and delete.",
+    },
+    {
+        "name": "users",
+        "description": "Sign up, your own account, and user administration (Auth0 users).",
+    },
+    {
+        "name": "tokens",
+        "description": "Token introspection (RFC 7662) for internal services, with HTTP Basic.",
+    },
+    {"name": "operations", "description": "Liveness, readiness and metrics for operators."},
+]
+"""The tags of the document, in the order the docs page shows them."""
+
+UNAUTHORIZED = [
+    Unauthorized(MSG_EXPIRED),
+    Unauthorized(MSG_INVALID),
+    Unauthorized("The access token was revoked (logged out)."),
+    Unauthorized(
+        "Authentication required: send 'Authorization: Bearer <token>'.",
+        code="invalid_request",
+        headers={"WWW-Authenticate": 'Bearer realm="venue-gateway"'},
+    ),
+]
+"""What the bearer check answers (:mod:`app.deps.security`): a few of its real 401s."""
+UNAVAILABLE = UpstreamUnavailable(
+    "The identity provider is unavailable to check the token; try again shortly."
+)
+"""What the bearer check answers when the tenant's keys or ``/userinfo`` are unreachable."""
 
 
-def _error(description: str, code: str, text: str, **extra: Any) -> dict[str, Any]:
-    example = {"error": code, "error_description": text, **extra}
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": _ERROR_REF, "example": example}},
-    }
+_COMPONENTS: dict[str, type[BaseModel]] = {}
 
 
-_UNAUTHORIZED = _error(
-    "Missing, invalid, expired or revoked access token.",
-    "invalid_token",
-    "The access token has expired.",
-)
-_UNAVAILABLE = _error(
-    "The identity provider is needed to check the token and is unavailable; see Retry-After.",
-    "upstream_unavailable",
-    "The identity provider is unavailable; try again shortly.",
-)
-_NOT_JSON = _error(
-    "The body is not valid JSON.", "invalid_request", "There was an error parsing the body"
-)
-_TOO_LARGE = _error(
-    "The request body is over the size limit.",
-    "request_too_large",
-    f"The request body is larger than {MAX_BODY_BYTES} bytes.",
-)
-_INVALID = _error(
-    "Invalid fields: ``details`` has one entry per field.",
-    "invalid_request",
-    "The request body or parameters are invalid.",
-    details=[{"loc": ["query", "limit"], "msg": "Input should be a valid integer", "type": "int"}],
-)
+def component_ref(model: type[BaseModel]) -> dict[str, str]:
+    """A ``$ref`` to ``model`` as a named schema component, for a hand-written ``openapi_extra``.
+
+    FastAPI names only the models routes take or return; the document gains this one too.
+    """
+    _COMPONENTS[model.__name__] = model
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def operation_id(route: APIRoute) -> str:
+    """``list_venues`` -> ``listVenues``: the route function's name in camelCase."""
+    first, *rest = route.name.split("_")
+    return first + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
+METADATA: dict[str, Any] = {
+    "generate_unique_id_function": operation_id,
+    "summary": "The venue API behind Auth0's password login.",
+    "license_info": {"name": "Proprietary", "identifier": "LicenseRef-Proprietary"},
+    "contact": {"name": "venue-gateway maintainers", "email": "venue-gateway@example.com"},
+    "servers": [{"url": "/", "description": "This gateway."}],
+    "openapi_tags": TAGS,
+}
+"""``FastAPI(**METADATA)``: servers, license, contact and tags of the document."""
 
 
 def _calls(dependant: Dependant) -> Iterator[Callable[..., Any] | None]:
@@ -74,37 +124,59 @@ def _calls(dependant: Dependant) -> Iterator[Callable[..., Any] | None]:
         yield from _calls(dependency)
 
 
-def security_answers(dependant: Dependant) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def security_answers(dependant: Dependant) -> tuple[list[ErrorExample], list[str]]:
     """The error answers a route's security dependencies can give, and its permissions."""
     calls = list(_calls(dependant))
     permissions = sorted(
         {p for call in calls if isinstance(call, RequireScopes) for p in call.permissions}
     )
-    answers: dict[str, dict[str, Any]] = {}
+    answers: list[ErrorExample] = []
     if oauth2_scheme in calls or current_principal in calls:
-        answers["401"] = _UNAUTHORIZED
+        answers += [ErrorExample.of(error) for error in UNAUTHORIZED]
     if current_principal in calls:
-        answers["503"] = _UNAVAILABLE
+        answers.append(ErrorExample.of(UNAVAILABLE))
     if permissions:
-        answers["403"] = _error(
-            "The token lacks the permission(s) this route needs.",
-            "insufficient_scope",
-            f"This route needs the permission(s): {' '.join(permissions)}.",
-        )
+        answers.append(ErrorExample.of(InsufficientScope(permissions)))
     return answers, permissions
 
 
-def _complete(operation: dict[str, Any], answers: dict[str, Any], permissions: list[str]) -> None:
+def _body_answers(operation: dict[str, Any]) -> list[ErrorExample]:
+    content = operation.get("requestBody", {}).get("content", {})
+    if not content:
+        return []
+    too_large = RequestTooLarge(f"The request body is larger than {MAX_BODY_BYTES} bytes.")
+    answers = [ErrorExample.of(too_large), INVALID_FIELDS]
+    json_body = any(media.endswith("json") for media in content)
+    if json_body:
+        answers.append(ErrorExample.of(MalformedJson()))
+    # a route that documents its own 415 reads its body itself (login: JSON or a form)
+    if "415" not in operation.get("responses", {}):
+        advice = JSON_ADVICE if json_body else FORM_ADVICE
+        answers.append(ErrorExample.of(UnsupportedMediaType(advice)))
+    return answers
+
+
+def _require_if_match(operation: dict[str, Any]) -> None:
+    if "428" not in operation.get("responses", {}):
+        return
+    for parameter in operation.get("parameters", []):
+        if parameter.get("in") == "header" and parameter["name"].lower() == "if-match":
+            parameter["required"] = True
+
+
+def _complete(
+    operation: dict[str, Any], answers: list[ErrorExample], permissions: list[str]
+) -> None:
     responses = operation.setdefault("responses", {})
-    if "application/json" in operation.get("requestBody", {}).get("content", {}):
-        responses.setdefault("400", _NOT_JSON)
-    if "requestBody" in operation:
-        responses.setdefault("413", _TOO_LARGE)
-    for status, answer in answers.items():
-        responses.setdefault(status, answer)
     media = responses.get("422", {}).get("content", {}).get("application/json", {})
     if media.get("schema", {}).get("$ref") == _FASTAPI_422_REF:
-        responses["422"] = _INVALID
+        merge_answers(responses, [INVALID_FIELDS], replace=True)
+    merge_answers(responses, [*_body_answers(operation), *answers])
+    _require_if_match(operation)
+    # said, not left out: these routes need no credentials
+    operation.setdefault("security", [])
+    for response in responses.values():
+        response.setdefault("headers", {})["X-Request-ID"] = _REQUEST_ID
     if permissions:
         operation["x-permissions"] = permissions
         description = operation.get("description", "")
@@ -113,12 +185,48 @@ def _complete(operation: dict[str, Any], answers: dict[str, Any], permissions: l
             operation["description"] = f"{description}\n\n**Permission:** {needed}"
 
 
-def _drop_unused_validation_schemas(schema: dict[str, Any]) -> None:
-    components = schema.get("components", {}).get("schemas", {})
+def _components(schema: dict[str, Any]) -> None:
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
     if _FASTAPI_422_REF not in json.dumps(schema["paths"]):
         components.pop("HTTPValidationError", None)
         if "#/components/schemas/ValidationError" not in json.dumps(schema):
             components.pop("ValidationError", None)
+    template = "#/components/schemas/{model}"
+    models: list[type[BaseModel]] = [ValidationIssue, *_COMPONENTS.values()]
+    for model in models:
+        found = model.model_json_schema(ref_template=template)
+        components.update(found.pop("$defs", {}))
+        components[model.__name__] = found
+
+
+def _error_schema_name(status: str, schema: dict[str, Any]) -> str:
+    codes = schema["properties"]["error"]["enum"]
+    words = "".join(w.capitalize() for code in codes for w in code.split("_"))
+    details = "WithDetails" if "details" in schema["properties"] else ""
+    return f"Error{status}{words}{details}"
+
+
+def _name_error_schemas(schema: dict[str, Any]) -> None:
+    """Each distinct error shape (a status and its codes) becomes one named component.
+
+    Routes with the same answers share it (``Error401InvalidRequestInvalidToken``), so
+    generated clients get one class per kind of error rather than one per route and status.
+    """
+    components = schema["components"]["schemas"]
+    for methods in schema["paths"].values():
+        for operation in methods.values():
+            for status, response in operation.get("responses", {}).items():
+                media = response.get("content", {}).get("application/json", {})
+                inline = media.get("schema", {})
+                if "enum" not in inline.get("properties", {}).get("error", {}):
+                    continue
+                name = _error_schema_name(status, inline)
+                described = {
+                    "title": name,
+                    "description": f"The errors of status {status} with these codes.",
+                }
+                components[name] = described | inline
+                media["schema"] = {"$ref": f"#/components/schemas/{name}"}
 
 
 def _documented(route: RouteContext) -> bool:
@@ -141,7 +249,8 @@ def complete_responses(app: FastAPI) -> None:
                 operation = schema["paths"].get(route.path_format or "", {}).get(method.lower())
                 if operation is not None:
                     _complete(operation, answers, permissions)
-        _drop_unused_validation_schemas(schema)
+        _components(schema)
+        _name_error_schemas(schema)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -12,12 +12,27 @@ from app.auth.flow import TokenResponse
 from app.deps.security import BearerToken, CurrentPrincipal, ServicesDep
 from app.http.body_limit import BodyLimitRoute
 from app.http.client_ip import client_ip
-from app.http.errors import BadRequest, ValidationFailed
+from app.http.errors import (
+    BadRequest,
+    Forbidden,
+    InvalidCredentials,
+    MalformedJson,
+    RateLimited,
+    RefreshRejected,
+    RequestTooLarge,
+    SessionStoreUnavailable,
+    UnsupportedMediaType,
+    UpstreamMisconfigured,
+    UpstreamUnavailable,
+    ValidationFailed,
+)
+from app.http.openapi import component_ref
 from app.http.responses import error_responses
 
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=BodyLimitRoute)
 
 _MAX_LOGIN_BODY = 16 * 1024
+_JSON_OR_FORM = "Send the credentials as application/json (or as a form, as the docs page does)."
 
 
 class LoginRequest(BaseModel):
@@ -44,21 +59,19 @@ async def login_request(request: Request) -> LoginRequest:
     """Read the login body: JSON, or a form as the docs page's OAuth2 password flow posts."""
     body = await request.body()
     if len(body) > _MAX_LOGIN_BODY:
-        raise BadRequest("The login body is too large.", code="request_too_large")
+        raise RequestTooLarge(f"The login body is larger than {_MAX_LOGIN_BODY} bytes.")
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     data: Any
     if content_type == "application/json":
         try:
             data = json.loads(body)
         except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
-            raise BadRequest("The body is not valid JSON.") from exc
+            raise MalformedJson() from exc
     elif content_type in {"application/x-www-form-urlencoded", "multipart/form-data"}:
         form = await request.form()
         data = {k: v for k, v in form.items() if isinstance(v, str)}
     else:
-        raise BadRequest(
-            "Send the credentials as JSON or as a form.", code="unsupported_media_type"
-        )
+        raise UnsupportedMediaType(_JSON_OR_FORM)
     if not isinstance(data, dict):
         raise BadRequest("The body must be an object with username and password.")
     try:
@@ -69,31 +82,48 @@ async def login_request(request: Request) -> LoginRequest:
         ) from exc
 
 
+# JSON only in the document: one schema that generated clients handle. The docs page's
+# "Authorize" posts a form to the same route (OAuth2's password flow), which keeps working.
 _LOGIN_BODY = {
     "requestBody": {
         "required": True,
-        "content": {
-            "application/json": {"schema": LoginRequest.model_json_schema()},
-            "application/x-www-form-urlencoded": {
-                "schema": {
-                    "type": "object",
-                    "required": ["username", "password"],
-                    "properties": {
-                        "grant_type": {"type": "string", "enum": ["password"]},
-                        "username": {"type": "string"},
-                        "password": {"type": "string", "format": "password"},
-                    },
-                }
-            },
-        },
+        "content": {"application/json": {"schema": component_ref(LoginRequest)}},
     }
 }
+_AUTH0_REFUSALS = (
+    Forbidden("This account is blocked.", code="user_blocked"),
+    Forbidden(
+        "This account requires multifactor authentication, which this login does not support.",
+        code="mfa_required",
+    ),
+    Forbidden(
+        "This login was blocked because the password appeared in a data breach; check "
+        "your email for instructions.",
+        code="password_leaked",
+    ),
+    Forbidden("Access denied by a rule of the tenant.", code="access_denied"),
+    RateLimited(
+        "Too many failed login attempts; this account is blocked.", code="too_many_attempts"
+    ),
+    RateLimited("Too many login attempts for this account; try again later."),
+)
+_UPSTREAM = (UpstreamMisconfigured, UpstreamUnavailable, SessionStoreUnavailable)
 
 
 @router.post(
     "/login",
     openapi_extra=_LOGIN_BODY,
-    responses=error_responses(400, 401, 403, 422, 429, 502, 503),
+    responses=error_responses(
+        BadRequest("The body must be an object with username and password."),
+        InvalidCredentials,
+        UnsupportedMediaType(_JSON_OR_FORM),
+        ValidationFailed.from_errors(
+            [{"loc": ("body", "password"), "msg": "Field required", "type": "missing"}],
+            "username and password are required.",
+        ),
+        *_AUTH0_REFUSALS,
+        *_UPSTREAM,
+    ),
 )
 async def login(
     request: Request,
@@ -107,20 +137,32 @@ async def login(
     return await services.flow.login(credentials.username, credentials.password, client_ip=ip)
 
 
-@router.post("/refresh", responses=error_responses(401, 429, 502, 503))
+@router.post(
+    "/refresh",
+    responses=error_responses(
+        RefreshRejected,
+        RefreshRejected("No session for this access token; log in again."),
+        RateLimited("The identity provider is rate limiting the gateway; try again later."),
+        *_UPSTREAM,
+    ),
+)
 async def refresh(token: BearerToken, services: ServicesDep, response: Response) -> TokenResponse:
     """Trade an access token (expired or not) for a new one."""
     response.headers["Cache-Control"] = "no-store"
     return await services.flow.refresh(token)
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 503))
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(SessionStoreUnavailable),
+)
 async def logout(token: BearerToken, services: ServicesDep) -> None:
     """End the session: the refresh token is revoked and the access token stops working."""
     await services.flow.logout(token)
 
 
-@router.get("/me", responses=error_responses(401, 503))
+@router.get("/me")
 async def get_me(principal: CurrentPrincipal) -> PrincipalOut:
     """The caller: user id, profile, permissions and scopes."""
     return PrincipalOut(

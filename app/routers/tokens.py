@@ -8,20 +8,31 @@ import hmac
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
-from pydantic import BaseModel, ConfigDict
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.security import HTTPBasic
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from app.cache.rate_limit import FixedWindowLimiter
 from app.deps.security import ServicesDep
 from app.http.body_limit import BodyLimitRoute
 from app.http.client_ip import client_ip
-from app.http.errors import RateLimited, Unauthorized
+from app.http.errors import RateLimited, Unauthorized, UpstreamUnavailable
 from app.http.responses import error_responses
 from app.services import Services
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/tokens", tags=["tokens"], route_class=BodyLimitRoute)
+
+
+class IntrospectionRequest(BaseModel):
+    """RFC 7662 section 2.1: the token, and optionally what kind it is."""
+
+    token: str = Field(min_length=1, max_length=4096, description="The token to check.")
+    token_type_hint: str | SkipJsonSchema[None] = Field(
+        default=None, max_length=64, examples=["access_token"]
+    )
 
 
 class IntrospectionResponse(BaseModel):
@@ -56,6 +67,13 @@ class IntrospectionResponse(BaseModel):
 
 
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="token-introspection"'}
+# documents the scheme; IntrospectionGuard checks the credentials (and throttles guessing)
+_basic = HTTPBasic(
+    scheme_name="IntrospectionClient",
+    description="An internal service's client id and secret (GATEWAY_INTROSPECTION__CLIENTS).",
+    realm="token-introspection",
+    auto_error=False,
+)
 
 
 def _basic_credentials(request: Request) -> tuple[str, str]:
@@ -145,18 +163,25 @@ def get_guard(request: Request) -> IntrospectionGuard:
 @router.post(
     "/introspect",
     response_model_exclude_none=True,
-    responses=error_responses(401, 429, 503),
+    dependencies=[Depends(_basic)],
+    responses=error_responses(
+        Unauthorized(
+            "Introspection needs HTTP Basic credentials.", code="invalid_client", headers=_CHALLENGE
+        ),
+        Unauthorized("Unknown client or wrong secret.", code="invalid_client", headers=_CHALLENGE),
+        _throttled(60),
+        UpstreamUnavailable,
+    ),
 )
 async def introspect_token(
     request: Request,
-    token: Annotated[str, Form(max_length=4096)],
+    form: Annotated[IntrospectionRequest, Form()],
     services: ServicesDep,
-    token_type_hint: Annotated[str | None, Form(max_length=64)] = None,
 ) -> IntrospectionResponse:
     """Whether a token is active, and whose it is (internal services, HTTP Basic)."""
     await get_guard(request).check(request)
     try:
-        principal = await services.resolver.resolve(token)
+        principal = await services.resolver.resolve(form.token)
     except Unauthorized:
         return IntrospectionResponse(active=False)
     return IntrospectionResponse(

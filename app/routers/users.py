@@ -6,11 +6,27 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 from pydantic import AfterValidator
+from pydantic.json_schema import SkipJsonSchema
 
 from app.auth.principal import Principal
+from app.clients.management_errors import (
+    ManagementBadRequest,
+    ManagementConflict,
+    ManagementNotFound,
+    ManagementRateLimited,
+    ManagementRefused,
+    ManagementUnavailable,
+)
 from app.deps.security import CallerToken, CurrentPrincipal, RequireScopes, ServicesDep
 from app.http.body_limit import BodyLimitRoute
 from app.http.client_ip import client_ip
+from app.http.errors import (
+    BadRequest,
+    Forbidden,
+    RateLimited,
+    SessionStoreUnavailable,
+    UpstreamUnavailable,
+)
 from app.http.responses import error_responses
 from app.users.schemas import (
     AccountDeletion,
@@ -56,6 +72,28 @@ UserId = Annotated[
         examples=["auth0|65a1b2c3d4e5f6a7b8c9d0e1"],
     ),
 ]
+# what every call to the Management API can answer, after its own bounded retries
+_MANAGEMENT = (
+    ManagementRateLimited("The identity provider's management API is busy; try again shortly."),
+    ManagementRefused,
+    ManagementUnavailable,
+)
+_NO_USER = ManagementNotFound("The user does not exist.")
+_REFUSED_PAYLOAD = ManagementBadRequest("Payload validation error: 'Invalid email'.")
+_WEAK_PASSWORD = ManagementBadRequest(
+    "PasswordStrengthError: Password is too weak", code="weak_password"
+)
+# changes that need the current password check it by a login at Auth0
+_PASSWORD_CHECK = (
+    BadRequest("This account has no email to log in with.", code="unsupported"),
+    Forbidden("The current password is wrong.", code="invalid_current_password"),
+    Forbidden("This account is blocked.", code="user_blocked"),
+    RateLimited(
+        "Too many failed login attempts; this account is blocked.", code="too_many_attempts"
+    ),
+    UpstreamUnavailable,
+    SessionStoreUnavailable,
+)
 CanRead = Annotated[Principal, Depends(RequireScopes("read:users"))]
 CanUpdate = Annotated[Principal, Depends(RequireScopes("update:users"))]
 CanDelete = Annotated[Principal, Depends(RequireScopes("delete:users"))]
@@ -64,7 +102,13 @@ CanDelete = Annotated[Principal, Depends(RequireScopes("delete:users"))]
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(400, 409, 422, 429, 502, 503),
+    responses=error_responses(
+        _REFUSED_PAYLOAD,
+        _WEAK_PASSWORD,
+        ManagementConflict("An account with this email already exists.", code="user_exists"),
+        RateLimited("Too many sign-ups from this address; try again later."),
+        *_MANAGEMENT,
+    ),
 )
 async def create_user(
     body: SignupRequest, request: Request, services: ServicesDep, users: UsersDep
@@ -74,13 +118,13 @@ async def create_user(
     return UserOut.from_auth0(await users.sign_up(body, client_ip=ip))
 
 
-@router.get("/me", responses=error_responses(401, 404, 429, 502, 503))
+@router.get("/me", responses=error_responses(_NO_USER, *_MANAGEMENT))
 async def get_my_user(principal: CurrentPrincipal, users: UsersDep) -> UserOut:
     """Your own account."""
     return UserOut.from_auth0(await users.get_self(principal.sub))
 
 
-@router.patch("/me", responses=error_responses(400, 401, 404, 422, 429, 502, 503))
+@router.patch("/me", responses=error_responses(_REFUSED_PAYLOAD, _NO_USER, *_MANAGEMENT))
 async def update_my_user(principal: CurrentPrincipal, body: SelfPatch, users: UsersDep) -> UserOut:
     """Change your name, nickname, picture or user_metadata."""
     return UserOut.from_auth0(await users.update_self(principal.sub, body))
@@ -89,7 +133,7 @@ async def update_my_user(principal: CurrentPrincipal, body: SelfPatch, users: Us
 @router.post(
     "/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(400, 401, 403, 404, 422, 429, 502, 503),
+    responses=error_responses(_WEAK_PASSWORD, *_PASSWORD_CHECK, _NO_USER, *_MANAGEMENT),
 )
 async def change_my_password(
     principal: CurrentPrincipal,
@@ -107,7 +151,7 @@ async def change_my_password(
 @router.delete(
     "/me",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(400, 401, 403, 404, 422, 429, 502, 503),
+    responses=error_responses(*_PASSWORD_CHECK, _NO_USER, *_MANAGEMENT),
 )
 async def delete_my_user(
     principal: CurrentPrincipal,
@@ -121,12 +165,15 @@ async def delete_my_user(
     await users.delete_self(principal, body, client_ip=ip)
 
 
-@router.get("", responses=error_responses(400, 401, 403, 422, 429, 502, 503))
+@router.get(
+    "",
+    responses=error_responses(ManagementBadRequest("Query validation error."), *_MANAGEMENT),
+)
 async def list_users(
     _: CanRead,
     users: UsersDep,
     q: Annotated[
-        str | None,
+        str | SkipJsonSchema[None],
         Query(
             max_length=1000,
             description="Auth0 user search (Lucene syntax).",
@@ -146,13 +193,22 @@ async def list_users(
     )
 
 
-@router.get("/{user_id}", responses=error_responses(401, 403, 404, 429, 502, 503))
+@router.get("/{user_id}", responses=error_responses(_NO_USER, *_MANAGEMENT))
 async def get_user(user_id: UserId, _: CanRead, users: UsersDep) -> AdminUserOut:
     """One user (needs read:users)."""
     return AdminUserOut.from_auth0(await users.get(user_id))
 
 
-@router.patch("/{user_id}", responses=error_responses(400, 401, 403, 404, 409, 422, 429, 502, 503))
+@router.patch(
+    "/{user_id}",
+    responses=error_responses(
+        _REFUSED_PAYLOAD,
+        _NO_USER,
+        ManagementConflict("The user already exists."),
+        SessionStoreUnavailable,
+        *_MANAGEMENT,
+    ),
+)
 async def update_user(
     user_id: UserId, body: AdminPatch, _: CanUpdate, users: UsersDep
 ) -> AdminUserOut:
@@ -163,7 +219,7 @@ async def update_user(
 @router.delete(
     "/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(401, 403, 404, 429, 502, 503),
+    responses=error_responses(_NO_USER, SessionStoreUnavailable, *_MANAGEMENT),
 )
 async def delete_user(user_id: UserId, _: CanDelete, users: UsersDep) -> None:
     """Delete a user and end the user's sessions (needs delete:users)."""

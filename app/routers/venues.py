@@ -6,16 +6,23 @@ import uuid
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response, status
+from pydantic.json_schema import SkipJsonSchema
 
 from app.auth.principal import Principal
 from app.deps.database import DatabaseSession
 from app.deps.security import RequireScopes
 from app.http.body_limit import BodyLimitRoute
+from app.http.errors import BadRequest
 from app.http.responses import error_responses
 from app.venues.cursor import CURSOR_MAX_CHARS, Cursor
-from app.venues.preconditions import etag, parse_if_match
-from app.venues.repository import VenueRepository
+from app.venues.preconditions import (
+    PreconditionFailed,
+    PreconditionRequired,
+    etag,
+    parse_if_match,
+)
+from app.venues.repository import DuplicateVenue, VenueNotFound, VenueRepository
 from app.venues.schemas import (
     City,
     CountryCode,
@@ -28,10 +35,30 @@ from app.venues.schemas import (
 
 router = APIRouter(prefix="/venues", tags=["venues"], route_class=BodyLimitRoute)
 
+MERGE_PATCH = "application/merge-patch+json"
+"""What PATCH documents (RFC 7396, ``null`` refused); ``application/json`` is read the same way.
+
+One content type only: generated clients handle one body schema per operation best.
+"""
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
 
-_ETAG_HEADER = {"ETag": {"description": 'The venue\'s version in quotes, e.g. "3".'}}
+_ETAG_HEADER = {
+    "ETag": {
+        "description": 'The venue\'s version in quotes, e.g. "3".',
+        "required": True,
+        "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
+    }
+}
+_LOCATION_HEADER = {
+    "Location": {
+        "description": "The new venue's path, /venues/{id}.",
+        "required": True,
+        "schema": {"type": "string", "format": "uri-reference"},
+    }
+}
+_IF_MATCH_PATTERN = r'^(\*|(W/)?"[!#-~]*"( *, *(W/)?"[!#-~]*")*)$'
+_BAD_IF_MATCH = BadRequest('If-Match must be * or a list of quoted ETags such as "3".')
 
 
 async def venue_repository(session: DatabaseSession) -> VenueRepository:
@@ -46,23 +73,43 @@ Updater = Annotated[Principal, Depends(RequireScopes("update:venues"))]
 Deleter = Annotated[Principal, Depends(RequireScopes("delete:venues"))]
 VenueId = Annotated[uuid.UUID, Path(description="The venue's id (a UUID).")]
 IfMatch = Annotated[
-    str | None,
-    Header(description='The venue\'s ETag ("3"), a list of ETags, or * for any version.'),
+    str | SkipJsonSchema[None],
+    Header(
+        alias="If-Match",
+        # in the document only: a malformed If-Match is a 400 of parse_if_match, not a 422
+        json_schema_extra={"pattern": _IF_MATCH_PATTERN},
+        description='The venue\'s ETag ("3"), a list of ETags, or * for any version.',
+    ),
 ]
 
 
-@router.get("", responses=error_responses(400, 401, 403, 422))
+@router.get(
+    "",
+    responses=error_responses(
+        BadRequest("The cursor is not one this API issued; start again from the first page.")
+    ),
+)
 async def list_venues(
     request: Request,
     _: Reader,
     venues: Venues,
-    city: Annotated[City | None, Query(description="The city, in any case.")] = None,
-    country: Annotated[CountryCode | None, Query(description="ISO 3166-1 alpha-2 code.")] = None,
-    q: Annotated[Name | None, Query(description="Part of the name, in any case.")] = None,
+    city: Annotated[
+        City | SkipJsonSchema[None], Query(description="The city, in any case.")
+    ] = None,
+    country: Annotated[
+        CountryCode | SkipJsonSchema[None], Query(description="ISO 3166-1 alpha-2 code.")
+    ] = None,
+    q: Annotated[
+        Name | SkipJsonSchema[None], Query(description="Part of the name, in any case.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Venues per page.")] = DEFAULT_PAGE,
     cursor: Annotated[
-        str | None,
-        Query(max_length=CURSOR_MAX_CHARS, description="From the previous page's `next` link."),
+        str | SkipJsonSchema[None],
+        Query(
+            min_length=1,
+            max_length=CURSOR_MAX_CHARS,
+            description="The previous page's `next_cursor` (the same filters and limit).",
+        ),
     ] = None,
 ) -> VenuePage:
     """List venues by name, filtered, a page at a time; needs the permission `read:venues`."""
@@ -70,20 +117,23 @@ async def list_venues(
     items, next_cursor = await venues.page(
         limit=limit, after=after, city=city, country=country, name_contains=q
     )
-    next_link = None
+    next_link = next_token = None
     if next_cursor is not None:
+        next_token = next_cursor.encode()
         query = {"city": city, "country": country, "q": q, "limit": limit}
         params = {k: v for k, v in query.items() if v is not None}
-        params["cursor"] = next_cursor.encode()
+        params["cursor"] = next_token
         next_link = f"{request.url.path}?{urlencode(params)}"
-    return VenuePage(items=[VenueOut.model_validate(v) for v in items], next=next_link)
+    return VenuePage(
+        items=[VenueOut.model_validate(v) for v in items], next=next_link, next_cursor=next_token
+    )
 
 
 @router.get(
     "/{venue_id}",
     responses={
         200: {"headers": _ETAG_HEADER},
-        **error_responses(401, 403, 404, 422),
+        **error_responses(VenueNotFound),
     },
 )
 async def get_venue(venue_id: VenueId, _: Reader, venues: Venues, response: Response) -> VenueOut:
@@ -97,13 +147,8 @@ async def get_venue(venue_id: VenueId, _: Reader, venues: Venues, response: Resp
     "",
     status_code=status.HTTP_201_CREATED,
     responses={
-        201: {
-            "headers": {
-                **_ETAG_HEADER,
-                "Location": {"description": "The new venue's path, /venues/{id}."},
-            }
-        },
-        **error_responses(401, 403, 409, 422),
+        201: {"headers": {**_ETAG_HEADER, **_LOCATION_HEADER}},
+        **error_responses(DuplicateVenue),
     },
 )
 async def create_venue(
@@ -120,12 +165,14 @@ async def create_venue(
     "/{venue_id}",
     responses={
         200: {"headers": _ETAG_HEADER},
-        **error_responses(400, 401, 403, 404, 409, 412, 422, 428),
+        **error_responses(
+            _BAD_IF_MATCH, VenueNotFound, DuplicateVenue, PreconditionFailed, PreconditionRequired
+        ),
     },
 )
 async def update_venue(
     venue_id: VenueId,
-    changes: VenueUpdate,
+    changes: Annotated[VenueUpdate, Body(media_type=MERGE_PATCH)],
     _: Updater,
     venues: Venues,
     response: Response,
@@ -141,7 +188,7 @@ async def update_venue(
 @router.delete(
     "/{venue_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(400, 401, 403, 404, 412, 422),
+    responses=error_responses(_BAD_IF_MATCH, VenueNotFound, PreconditionFailed),
 )
 async def delete_venue(
     venue_id: VenueId, _: Deleter, venues: Venues, if_match: IfMatch = None

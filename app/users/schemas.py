@@ -38,10 +38,23 @@ def _bounded_metadata(value: Metadata | None) -> Metadata | None:
     return value
 
 
+def _patch_schema(schema: dict[str, Any]) -> None:
+    """The JSON schema of a patch as its validators see it: no field is nullable, one at least."""
+    schema["minProperties"] = 1
+    for field in schema.get("properties", {}).values():
+        options = [o for o in field.pop("anyOf", []) if o.get("type") != "null"]
+        if len(options) == 1:
+            field.update(options[0])
+        elif options:
+            field["anyOf"] = options
+        if "default" in field and field["default"] is None:
+            del field["default"]
+
+
 class _Patch(BaseModel):
     """A partial update: unknown fields are refused, ``null`` is refused, one field at least."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_patch_schema)
 
     @model_validator(mode="before")
     @classmethod

@@ -5,22 +5,24 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from functools import cache
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 from zoneinfo import available_timezones
 
 import pycountry
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
     StringConstraints,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from app.venues.models import ADDRESS_MAX, CITY_MAX, NAME_MAX, TIMEZONE_MAX
-from app.venues.text import fold, normalise, refused_character
+from app.venues.text import fold, normalise, refused_character, text_pattern
 
 CAPACITY_MAX = 1_000_000
 #: Longest folded name or city, in UTF-8 bytes: keeps the unique index's entries small.
@@ -71,6 +73,10 @@ def check_text(value: str) -> str:
     return value
 
 
+def _text_schema(schema: dict[str, Any]) -> None:
+    schema["pattern"] = text_pattern()
+
+
 def venue_text(max_length: int) -> AfterValidator:
     """A validator for venue text: checked as sent, then stored in its normalised form."""
 
@@ -90,30 +96,57 @@ Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX),
     venue_text(NAME_MAX),
+    Field(json_schema_extra=_text_schema),
 ]
 Address = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=ADDRESS_MAX),
     venue_text(ADDRESS_MAX),
+    Field(json_schema_extra=_text_schema),
 ]
 City = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=CITY_MAX),
     venue_text(CITY_MAX),
+    Field(json_schema_extra=_text_schema),
 ]
+
+
+def _country_codes(schema: dict[str, Any]) -> None:
+    schema["enum"] = sorted(_countries())
+
+
 CountryCode = Annotated[
     str,
     StringConstraints(min_length=2, max_length=2),
     AfterValidator(check_country),
-    Field(description="ISO 3166-1 alpha-2 code.", examples=["DE"]),
+    Field(
+        description="ISO 3166-1 alpha-2 code (any case is read).",
+        examples=["DE"],
+        json_schema_extra=_country_codes,
+    ),
 ]
+
+
 TimeZoneName = Annotated[
     str,
     StringConstraints(min_length=1, max_length=TIMEZONE_MAX),
     AfterValidator(check_timezone),
-    Field(description="IANA time zone name.", examples=["Europe/Berlin"]),
+    # not an enum in the document: generators turn "Etc/GMT+0" and "Etc/GMT-0" into one name
+    Field(description="IANA time zone name (any case is read).", examples=["Europe/Berlin"]),
 ]
-Capacity = Annotated[int, Field(gt=0, le=CAPACITY_MAX, description="How many people fit in.")]
+
+
+def _integral(value: object) -> object:
+    # JSON has numbers, not integers: 3500.0 is the integer 3500 (strict mode would refuse it)
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Capacity = Annotated[
+    int,
+    Field(gt=0, le=CAPACITY_MAX, description="How many people fit in."),
+    BeforeValidator(_integral),
+]
 
 _EXAMPLE: dict[str, JsonValue] = {
     "name": "Tempodrom",
@@ -142,15 +175,17 @@ class VenueUpdate(BaseModel):
     """The fields to change; the ones left out keep their values. ``null`` is not a value."""
 
     model_config = ConfigDict(
-        extra="forbid", strict=True, json_schema_extra={"example": {"capacity": 4000}}
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"example": {"capacity": 4000}, "minProperties": 1},
     )
 
-    name: Name | None = None
-    address: Address | None = None
-    city: City | None = None
-    country: CountryCode | None = None
-    timezone: TimeZoneName | None = None
-    capacity: Capacity | None = None
+    name: Name | SkipJsonSchema[None] = None
+    address: Address | SkipJsonSchema[None] = None
+    city: City | SkipJsonSchema[None] = None
+    country: CountryCode | SkipJsonSchema[None] = None
+    timezone: TimeZoneName | SkipJsonSchema[None] = None
+    capacity: Capacity | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def _some_values(self) -> Self:
@@ -196,4 +231,8 @@ class VenuePage(BaseModel):
     next: str | None = Field(
         description="The link to the next page, or null on the last one.",
         examples=["/venues?limit=20&cursor=WyJ0ZW1wb2Ryb20iLCIzZjJh..."],
+    )
+    next_cursor: str | None = Field(
+        description="The `cursor` query parameter of the next page, or null on the last one.",
+        examples=["WyJ0ZW1wb2Ryb20iLCIzZjJh..."],
     )

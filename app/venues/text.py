@@ -102,3 +102,35 @@ def fold(text: str) -> str:
     """
     folded = unicodedata.normalize("NFKC", normalise(text).casefold())
     return " ".join(folded.split())
+
+
+def _ranges(codes: list[int]) -> str:
+    """A regular-expression class body for sorted code points, as ``\\uXXXX`` ranges."""
+    parts: list[str] = []
+    start = previous = codes[0]
+    for code in [*codes[1:], -1]:
+        if code == previous + 1:
+            previous = code
+            continue
+        parts.append(f"\\u{start:04X}" + ("" if start == previous else f"-\\u{previous:04X}"))
+        start = previous = code
+    return "".join(parts)
+
+
+@cache
+def text_pattern() -> str:
+    """What the OpenAPI document says of venue text: a regular expression for text
+    :func:`refused_character` lets through, with something visible in it.
+
+    Portable (ECMA-262 and Python alike), so it names only the refused code points of the
+    Basic Multilingual Plane: the few refused format characters above it, and lone surrogates
+    (which JSON cannot carry portably anyway), are checked by the server alone; so is text whose
+    NFKC form outgrows the length limit.
+    """
+    bmp = [c for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF]
+    refused = [c for c in bmp if refused_character(chr(c)) is not None]
+    ignorable = _ignorable_table()
+    invisible = sorted({*refused, *(c for c in ignorable if c <= 0xFFFF)})
+    allowed = f"[^{_ranges(refused)}]"
+    visible = f"[^\\s{_ranges(invisible)}]"
+    return f"^{allowed}*{visible}{allowed}*$"

@@ -3,7 +3,8 @@
 The gateway runs as a real server (uvicorn on a free port, the emulator and memcached behind
 it); Schemathesis generates valid and invalid requests for every operation of the published
 schema and checks each answer: never 5xx (a 502/503 would be the emulator's doing, and it is up),
-a documented status code, the documented content type, headers and body schema.
+a documented status code, the documented content type, headers and body schema, invalid input
+refused, and valid input accepted (the document is as strict as the server).
 
 Callers are the demo users: the admin's token for every route, a fresh session for the
 routes that end it (refresh, logout), and a user signed up for the run for the self-service
@@ -46,11 +47,28 @@ CHECKS = [
     schemathesis.checks.ignored_auth,  # a protected route without credentials gets 401
     schemathesis.checks.unsupported_method,  # an undeclared method gets 405
     schemathesis.checks.missing_required_header,  # e.g. DELETE without If-Match
+    schemathesis.checks.positive_data_acceptance,  # valid input is accepted
 ]
+# where valid input may still be refused, for a rule no schema can state
+ACCEPTANCE_UNKNOWABLE = {
+    ("POST", "/users"): "the tenant's password policy (400 weak_password)",
+    ("GET", "/users"): "Auth0 pages through the first 1000 users only: (page + 1) * per_page",
+    ("GET", "/venues"): "a cursor is opaque: only a next_cursor the API gave is one",
+    ("POST", "/venues"): "a time zone is any IANA name, not an enum (see app.venues.schemas)",
+    ("PATCH", "/venues/{venue_id}"): "a time zone, as for POST",
+}
 # Schemathesis's default list of rejections, with 413: a body over the size limit is one too
 REJECTIONS = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]
 CONFIG = schemathesis.Config.from_dict(
-    {"checks": {"negative_data_rejection": {"expected-statuses": [*REJECTIONS, "5xx"]}}}
+    {
+        "checks": {
+            "negative_data_rejection": {"expected-statuses": [*REJECTIONS, "5xx"]},
+            # the answers that depend on what is stored, not on the request
+            "positive_data_acceptance": {
+                "expected-statuses": ["2xx", "401", "403", "404", "409", "412", "429"]
+            },
+        }
+    }
 )
 # operations that end the caller's session or account: a fresh session or the run's own user
 FRESH_SESSION = {("POST", "/auth/refresh"), ("POST", "/auth/logout")}
@@ -133,6 +151,14 @@ def check_operation(
 ) -> None:
     """Run ``EXAMPLES_PER_OPERATION`` generated requests of one operation and check each."""
     method = operation.method.upper()
+    checks = [
+        check
+        for check in CHECKS
+        if not (
+            check is schemathesis.checks.positive_data_acceptance
+            and (method, operation.path) in ACCEPTANCE_UNKNOWABLE
+        )
+    ]
 
     @settings(
         max_examples=EXAMPLES_PER_OPERATION,
@@ -148,6 +174,6 @@ def check_operation(
         if operation.path == "/tokens/introspect":
             headers = {"Authorization": "Basic dmVudWUtc2VydmljZTppbnRyb3NwZWN0LXNlY3JldA=="}
         response = case.call(base_url=url, headers=headers)
-        case.validate_response(response, checks=CHECKS, headers=headers)
+        case.validate_response(response, checks=checks, headers=headers)
 
     run()

@@ -116,6 +116,14 @@ class TestCreateVenue:
         fetched = await venues.request("GET", response.headers["location"], user=VIEWER)
         assert fetched.json() == body
 
+    async def test_a_capacity_written_as_a_whole_float_is_that_integer(
+        self, venues: VenueClient
+    ) -> None:
+        # JSON has numbers: 3500.0 is the integer the schema asks for; 3500.5 is not
+        assert (await venues.create(capacity=3500.0))["capacity"] == 3500
+        response = await venues.request("POST", "/venues", json={**TEMPODROM, "capacity": 1.5})
+        assert_error(response, 422, "invalid_request")
+
     async def test_values_are_normalised(self, venues: VenueClient) -> None:
         body = await venues.create(name="  Tempodrom ", country="de", timezone="europe/berlin")
         assert (body["name"], body["country"], body["timezone"]) == (
@@ -196,11 +204,17 @@ class TestCreateVenue:
         assert details[0]["loc"] == ["body", "timezone"]
 
     async def test_a_body_that_is_not_an_object_is_422(self, venues: VenueClient) -> None:
-        for content in (b"{not json", b"[]", b'"Tempodrom"', b""):
+        for content in (b"[]", b'"Tempodrom"', b""):
             response = await venues.request(
                 "POST", "/venues", content=content, headers={"Content-Type": "application/json"}
             )
             assert_error(response, 422, "invalid_request")
+
+    async def test_a_body_that_is_not_json_is_400(self, venues: VenueClient) -> None:
+        response = await venues.request(
+            "POST", "/venues", content=b"{not json", headers={"Content-Type": "application/json"}
+        )
+        assert_error(response, 400, "invalid_request")
 
     async def test_an_oversized_body_is_413(self, venues: VenueClient) -> None:
         response = await venues.request(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import unicodedata
 
 import pytest
@@ -18,6 +19,7 @@ from app.venues.text import (
     is_default_ignorable,
     normalise,
     refused_character,
+    text_pattern,
 )
 from tests.venues.conftest import TEMPODROM, fullwidth
 
@@ -116,3 +118,14 @@ def test_normalising_is_a_fixed_point(text: str) -> None:
     assert not any(is_default_ignorable(char) for char in once)
     assert fold(once) == fold(text)
     assert fold(fold(text)) == fold(text)
+
+
+def test_the_documented_pattern_is_the_servers_rule_on_the_whole_basic_plane() -> None:
+    # fullmatch: a JSON Schema pattern has no multi-line mode, "$" ends the text
+    pattern = re.compile(text_pattern())
+    for code in itertools.chain(range(0xD800), range(0xE000, 0x10000)):
+        char = chr(code)
+        assert bool(pattern.fullmatch(f"a{char}")) is (refused_character(char) is None), hex(code)
+        visible = normalise(char).strip() != ""
+        if refused_character(char) is None and not char.isspace():
+            assert bool(pattern.fullmatch(char)) is visible, hex(code)

@@ -1,0 +1,280 @@
+"""The OpenAPI document as a contract: valid OpenAPI 3.1, named operations and schemas, error
+codes declared by the routes, and a document no looser than the server.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from fastapi import Depends, FastAPI
+from openapi_spec_validator import OpenAPIV31SpecValidator
+
+from app.auth.principal import Principal
+from app.deps.security import RequireScopes
+from app.http.errors import Conflict, NotFound
+from app.http.openapi import METADATA, complete_responses
+from app.http.responses import error_responses
+from app.main import create_app
+from settings import Environment, Settings
+from tests.e2e.conftest import login
+
+VENUE = "00000000-0000-4000-8000-000000000000"
+# (method, a path to call, the path in the document)
+BODY_ROUTES = [
+    ("post", "/auth/login", "/auth/login"),
+    ("post", "/venues", "/venues"),
+    ("patch", f"/venues/{VENUE}", "/venues/{venue_id}"),
+    ("post", "/users", "/users"),
+    ("patch", "/users/me", "/users/me"),
+    ("post", "/users/me/password", "/users/me/password"),
+    ("delete", "/users/me", "/users/me"),
+    ("patch", "/users/auth0%7Cx", "/users/{user_id}"),
+]
+FORM_ROUTES = [("post", "/tokens/introspect", "/tokens/introspect")]
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict[str, Any]:
+    """What ``/openapi.json`` serves."""
+    document: dict[str, Any] = json.loads(
+        json.dumps(create_app(Settings(env=Environment.LOCAL)).openapi())
+    )
+    return document
+
+
+def error_codes(spec: dict[str, Any], response: dict[str, Any]) -> list[str]:
+    """The codes a documented error response names (its schema is a named component)."""
+    ref = response["content"]["application/json"]["schema"]["$ref"]
+    schema = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    codes: list[str] = schema["properties"]["error"]["enum"]
+    return codes
+
+
+def operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, methods in spec["paths"].items():
+        for method, operation in methods.items():
+            yield path, method, operation
+
+
+def test_the_document_is_valid_openapi_3_1(spec: dict[str, Any]) -> None:
+    assert spec["openapi"].startswith("3.1.")
+    errors = [str(e).splitlines()[0] for e in OpenAPIV31SpecValidator(spec).iter_errors()]
+    assert errors == []
+
+
+def test_servers_license_contact_and_described_tags(spec: dict[str, Any]) -> None:
+    info = spec["info"]
+    assert info["license"]["identifier"]
+    assert info["contact"]["name"]
+    assert spec["servers"] == [{"url": "/", "description": "This gateway."}]
+    used = {tag for _, _, operation in operations(spec) for tag in operation.get("tags", [])}
+    described = {tag["name"]: tag["description"] for tag in spec["tags"]}
+    assert used <= set(described)
+    assert all(described.values())
+
+
+def test_operation_ids_are_the_route_names_in_camel_case(spec: dict[str, Any]) -> None:
+    ids = {(m, p): o["operationId"] for p, m, o in operations(spec)}
+    assert ids[("post", "/auth/login")] == "login"
+    assert ids[("get", "/venues")] == "listVenues"
+    assert ids[("patch", "/venues/{venue_id}")] == "updateVenue"
+    assert ids[("post", "/tokens/introspect")] == "introspectToken"
+    assert len(set(ids.values())) == len(ids)
+    assert all(re.fullmatch(r"[a-z]+([A-Z][a-z0-9]*)*", i) for i in ids.values()), ids
+
+
+def test_a_route_added_later_gets_a_named_operation_and_documents_its_errors() -> None:
+    app = FastAPI(**METADATA)
+
+    @app.delete("/things/{thing_id}", responses=error_responses(NotFound, Conflict))
+    async def delete_thing(
+        thing_id: int, _: Annotated[Principal, Depends(RequireScopes("delete:things"))]
+    ) -> None:
+        """Delete a thing."""
+
+    complete_responses(app)
+    document = app.openapi()
+    operation = document["paths"]["/things/{thing_id}"]["delete"]
+    assert operation["operationId"] == "deleteThing"
+    codes = {
+        status: error_codes(document, response)
+        for status, response in operation["responses"].items()
+        if status[0] in "45" and status != "422"
+    }
+    assert codes == {
+        "401": ["invalid_request", "invalid_token"],
+        "403": ["insufficient_scope"],
+        "404": ["not_found"],
+        "409": ["conflict"],
+        "503": ["upstream_unavailable"],
+    }
+    assert operation["responses"]["401"]["headers"]["WWW-Authenticate"]["schema"]
+
+
+def test_schema_components_are_named(spec: dict[str, Any]) -> None:
+    names = set(spec["components"]["schemas"])
+    assert {"LoginRequest", "TokenResponse", "VenueUpdate", "IntrospectionRequest"} <= names
+    assert not [n for n in names if n.startswith("Body_") or "Post" in n]
+    # one component per kind of error, shared by the routes that give it
+    assert "Error401InvalidRequestInvalidToken" in names
+    assert "Error422InvalidRequestWithDetails" in names
+
+
+def test_routes_document_their_own_error_codes(spec: dict[str, Any]) -> None:
+    def codes(method: str, path: str, status: str) -> list[str]:
+        return error_codes(spec, spec["paths"][path][method]["responses"][status])
+
+    assert codes("post", "/auth/login", "401") == ["invalid_grant"]
+    assert "insufficient_scope" not in codes("post", "/auth/login", "403")
+    assert "user_blocked" in codes("post", "/auth/login", "403")
+    assert codes("post", "/auth/login", "415") == ["unsupported_media_type"]
+    assert codes("post", "/tokens/introspect", "401") == ["invalid_client"]
+    assert codes("patch", "/venues/{venue_id}", "428") == ["precondition_required"]
+    assert codes("patch", "/venues/{venue_id}", "412") == ["precondition_failed"]
+    assert "Retry-After" in spec["paths"]["/auth/login"]["post"]["responses"]["429"]["headers"]
+
+
+def test_introspection_declares_http_basic(spec: dict[str, Any]) -> None:
+    scheme = spec["components"]["securitySchemes"]["IntrospectionClient"]
+    assert scheme == scheme | {"type": "http", "scheme": "basic"}
+    assert spec["paths"]["/tokens/introspect"]["post"]["security"] == [{"IntrospectionClient": []}]
+
+
+def test_every_answer_declares_its_headers_with_a_schema(spec: dict[str, Any]) -> None:
+    for path, method, operation in operations(spec):
+        for status, response in operation["responses"].items():
+            headers = response.get("headers", {})
+            assert "X-Request-ID" in headers, (method, path, status)
+            assert all("schema" in h for h in headers.values()), (method, path, status)
+
+
+def test_the_document_is_as_strict_as_the_server(spec: dict[str, Any]) -> None:
+    patch = spec["paths"]["/venues/{venue_id}"]["patch"]
+    if_match = next(p for p in patch["parameters"] if p["name"] == "If-Match")
+    assert if_match["required"] is True
+    assert set(patch["requestBody"]["content"]) == {"application/merge-patch+json"}
+    delete = spec["paths"]["/venues/{venue_id}"]["delete"]
+    assert next(p for p in delete["parameters"] if p["name"] == "If-Match")["required"] is False
+    schemas = spec["components"]["schemas"]
+    for patch_body in ("VenueUpdate", "SelfPatch", "AdminPatch"):
+        schema = schemas[patch_body]
+        nullable = [
+            name
+            for name, field in schema["properties"].items()
+            if {"type": "null"} in field.get("anyOf", []) or field.get("type") == "null"
+        ]
+        assert nullable == [], f"{patch_body}: fields the server refuses as null"
+        assert schema["minProperties"] == 1, f"{patch_body}: an empty patch is refused"
+    create = schemas["VenueCreate"]["properties"]
+    assert "DE" in create["country"]["enum"]
+    assert "XX" not in create["country"]["enum"]
+    assert all("pattern" in create[field] for field in ("name", "address", "city"))
+    for _, _, operation in operations(spec):
+        for parameter in operation.get("parameters", []):
+            schema = parameter["schema"]
+            assert "anyOf" not in schema, parameter
+            if schema.get("type") == "string" and parameter["in"] == "query":
+                assert "maxLength" in schema, parameter
+            if schema.get("type") == "integer":
+                assert {"minimum", "maximum"} <= set(schema), parameter
+
+
+def documented(spec: dict[str, Any], method: str, path: str, status: int) -> list[Any]:
+    """The example bodies the document gives for ``status`` of an operation."""
+    response = spec["paths"][path][method]["responses"][str(status)]
+    return [e["value"] for e in response["content"]["application/json"]["examples"].values()]
+
+
+class TestBodies:
+    """Every route that takes a body, before any credentials are looked at: the answers are the
+    document's own examples, word for word."""
+
+    @pytest.mark.parametrize(("method", "path", "template"), BODY_ROUTES)
+    async def test_malformed_json_is_400(
+        self, gateway: httpx.AsyncClient, spec: dict[str, Any], method: str, path: str,
+        template: str,
+    ) -> None:  # fmt: skip
+        response = await gateway.request(
+            method, path, content=b'{"name": ', headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 400, response.text
+        assert response.json() == {
+            "error": "invalid_request",
+            "error_description": "The body is not valid JSON.",
+        }
+        assert response.json() in documented(spec, method, template, 400)
+
+    @pytest.mark.parametrize(("method", "path", "template"), BODY_ROUTES + FORM_ROUTES)
+    async def test_an_unsupported_content_type_is_415(
+        self, gateway: httpx.AsyncClient, spec: dict[str, Any], method: str, path: str,
+        template: str,
+    ) -> None:  # fmt: skip
+        response = await gateway.request(
+            method, path, content=b"name=x", headers={"content-type": "text/plain"}
+        )
+        assert response.status_code == 415, response.text
+        assert response.json()["error"] == "unsupported_media_type"
+        assert response.json() in documented(spec, method, template, 415)
+
+
+async def test_merge_patch_and_a_form_login_still_work(gateway: httpx.AsyncClient) -> None:
+    form = {"grant_type": "password", "username": "admin@venues.local"}
+    answer = await gateway.post("/auth/login", data={**form, "password": "Admin-Passw0rd!"})
+    assert answer.status_code == 200, answer.text
+    token = await login(gateway, ("admin@venues.local", "Admin-Passw0rd!"))
+    headers = {"Authorization": f"Bearer {token}"}
+    venue = {
+        "name": "Merge Hall",
+        "address": "1 Patch Street",
+        "city": "Berlin",
+        "country": "DE",
+        "timezone": "Europe/Berlin",
+        "capacity": 10,
+    }
+    created = await gateway.post("/venues", json=venue, headers=headers)
+    assert created.status_code == 201, created.text
+    changed = await gateway.patch(
+        created.headers["Location"],
+        content=b'{"capacity": 20}',
+        headers={
+            **headers,
+            "content-type": "application/merge-patch+json",
+            "If-Match": created.headers["ETag"],
+        },
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["capacity"] == 20
+
+
+async def test_pages_carry_next_cursor_beside_next(gateway: httpx.AsyncClient) -> None:
+    token = await login(gateway, ("admin@venues.local", "Admin-Passw0rd!"))
+    headers = {"Authorization": f"Bearer {token}"}
+    for n in range(3):
+        venue = {
+            "name": f"Cursor Hall {n}",
+            "address": "1 Page Street",
+            "city": "Berlin",
+            "country": "DE",
+            "timezone": "Europe/Berlin",
+            "capacity": 10,
+        }
+        assert (await gateway.post("/venues", json=venue, headers=headers)).status_code == 201
+    seen: list[str] = []
+    page: dict[str, Any] = (await gateway.get("/venues?limit=2", headers=headers)).json()
+    while True:
+        seen += [v["name"] for v in page["items"]]
+        if page["next_cursor"] is None:
+            assert page["next"] is None
+            break
+        assert page["next"].endswith(urlencode({"cursor": page["next_cursor"]}))
+        following = await gateway.get(
+            "/venues", params={"limit": 2, "cursor": page["next_cursor"]}, headers=headers
+        )
+        page = following.json()
+    assert seen == [f"Cursor Hall {n}" for n in range(3)]
