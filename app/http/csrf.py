@@ -53,6 +53,14 @@ def request_origin(request: Request) -> str | None:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+_NO_ORIGIN = "A request with the session cookie must send Origin (or Referer)."
+_FOREIGN_ORIGIN = "Requests with the session cookie are not accepted from this origin."
+_NO_HEADER = f"A request with the session cookie must send {CSRF_HEADER}."
+
+CSRF_REFUSALS = (CsrfFailed(_NO_ORIGIN), CsrfFailed(_FOREIGN_ORIGIN), CsrfFailed(_NO_HEADER))
+"""The check's three answers, for the OpenAPI document of the routes it guards."""
+
+
 def check_csrf(request: Request, allowed_origins: Collection[str]) -> None:
     """Raise :class:`CsrfFailed` unless an unsafe request comes from an allowed origin with
     ``X-Requested-With``; safe methods pass."""
@@ -60,8 +68,8 @@ def check_csrf(request: Request, allowed_origins: Collection[str]) -> None:
         return
     origin = request_origin(request)
     if origin is None:
-        raise CsrfFailed("A request with the session cookie must send Origin (or Referer).")
+        raise CsrfFailed(_NO_ORIGIN)
     if origin not in allowed_origins and origin != own_origin(request):
-        raise CsrfFailed("Requests with the session cookie are not accepted from this origin.")
+        raise CsrfFailed(_FOREIGN_ORIGIN)
     if CSRF_HEADER.lower() not in request.headers:
-        raise CsrfFailed(f"A request with the session cookie must send {CSRF_HEADER}.")
+        raise CsrfFailed(_NO_HEADER)

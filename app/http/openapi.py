@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from app.clients.auth0_errors import MSG_EXPIRED, MSG_INVALID
 from app.deps.security import RequireScopes, current_principal, oauth2_scheme
 from app.http.body_limit import FORM_ADVICE, JSON_ADVICE, MAX_BODY_BYTES
+from app.http.csrf import CSRF_REFUSALS, UNSAFE_METHODS
 from app.http.errors import (
     InsufficientScope,
     MalformedJson,
@@ -248,7 +249,10 @@ def complete_responses(app: FastAPI) -> None:
             for method in route.methods or ():
                 operation = schema["paths"].get(route.path_format or "", {}).get(method.lower())
                 if operation is not None:
-                    _complete(operation, answers, permissions)
+                    # a change made with the session cookie must pass the CSRF check
+                    csrf = current_principal in _calls(route.dependant) and method in UNSAFE_METHODS
+                    refusals = [ErrorExample.of(e) for e in CSRF_REFUSALS] if csrf else []
+                    _complete(operation, [*answers, *refusals], permissions)
         _components(schema)
         _name_error_schemas(schema)
         return schema

@@ -15,6 +15,7 @@ from app.http.client_ip import client_ip
 from app.http.errors import (
     BadRequest,
     Forbidden,
+    GatewayError,
     InvalidCredentials,
     MalformedJson,
     RateLimited,
@@ -109,21 +110,24 @@ _AUTH0_REFUSALS = (
 )
 _UPSTREAM = (UpstreamMisconfigured, UpstreamUnavailable, SessionStoreUnavailable)
 
+LOGIN_ERRORS: tuple[type[GatewayError] | GatewayError, ...] = (
+    BadRequest("The body must be an object with username and password."),
+    InvalidCredentials,
+    UnsupportedMediaType(_JSON_OR_FORM),
+    ValidationFailed.from_errors(
+        [{"loc": ("body", "password"), "msg": "Field required", "type": "missing"}],
+        "username and password are required.",
+    ),
+    *_AUTH0_REFUSALS,
+    *_UPSTREAM,
+)
+"""What a login can answer besides 200 (``/auth/login``, and cookie mode's ``/auth/session``)."""
+
 
 @router.post(
     "/login",
     openapi_extra=_LOGIN_BODY,
-    responses=error_responses(
-        BadRequest("The body must be an object with username and password."),
-        InvalidCredentials,
-        UnsupportedMediaType(_JSON_OR_FORM),
-        ValidationFailed.from_errors(
-            [{"loc": ("body", "password"), "msg": "Field required", "type": "missing"}],
-            "username and password are required.",
-        ),
-        *_AUTH0_REFUSALS,
-        *_UPSTREAM,
-    ),
+    responses=error_responses(*LOGIN_ERRORS),
 )
 async def login(
     request: Request,

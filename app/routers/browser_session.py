@@ -12,10 +12,10 @@ from app.deps.security import ServicesDep
 from app.http.body_limit import BodyLimitRoute
 from app.http.client_ip import client_ip
 from app.http.cookies import clear_session_cookie, set_session_cookie
-from app.http.csrf import check_csrf
-from app.http.errors import GatewayError
+from app.http.csrf import CSRF_REFUSALS, check_csrf
+from app.http.errors import GatewayError, SessionStoreUnavailable
 from app.http.responses import error_responses
-from app.routers.auth import LoginRequest, PrincipalOut, login_request
+from app.routers.auth import LOGIN_ERRORS, LoginRequest, PrincipalOut, login_request
 
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=BodyLimitRoute)
 
@@ -38,7 +38,7 @@ _SESSION_LOGIN = {
 @router.post(
     "/session",
     openapi_extra=_SESSION_LOGIN,
-    responses=error_responses(400, 401, 403, 422, 429, 502, 503),
+    responses=error_responses(*LOGIN_ERRORS, *CSRF_REFUSALS),
 )
 async def create_session(
     request: Request,
@@ -73,7 +73,7 @@ async def create_session(
     "/session",
     status_code=status.HTTP_204_NO_CONTENT,
     openapi_extra={"parameters": [_CSRF_HEADER]},
-    responses=error_responses(403, 503),
+    responses=error_responses(*CSRF_REFUSALS, SessionStoreUnavailable),
 )
 async def delete_session(request: Request, services: ServicesDep, response: Response) -> None:
     """Log a browser out: the session ends everywhere and the cookie is cleared."""

@@ -28,7 +28,7 @@ from venue_gateway_client.models import (
     Error401InvalidGrantError,
     Error401InvalidRequestInvalidToken,
     Error401InvalidRequestInvalidTokenError,
-    Error403InsufficientScope,
+    Error403CsrfFailedInsufficientScope,
     Error404NotFound,
     Error409Conflict,
     Error412PreconditionFailed,
@@ -164,7 +164,7 @@ def main(url: str, admin: tuple[str, str], viewer: tuple[str, str]) -> None:
 
     viewing = log_in(anonymous, *viewer)
     denied = create_venue.sync_detailed(client=viewing, body=body)
-    parsed(denied, Error403InsufficientScope, "a viewer may not create venues")
+    parsed(denied, Error403CsrfFailedInsufficientScope, "a viewer may not create venues")
 
     for venue in created:
         version = '"2"' if venue is first else '"1"'
