@@ -46,8 +46,8 @@ def create_bench_app(*, limit_as_bytes: bool = False) -> FastAPI:
     ``BENCH_LIMIT_PRINCIPAL`` is the JSON of the principal ``/bench/limit`` answers with (the
     runner builds it from the bench token with the gateway's own code); ``BENCH_STATS_DIR`` is
     where ``SIGUSR1`` writes this worker's counters. ``limit_as_bytes`` (for the cost table,
-    :mod:`bench.layers`) makes ``/bench/limit`` answer the same bytes without the response
-    model, through the same router and route class.
+    :mod:`bench.layers`) makes ``/bench/limit`` answer the same bytes made once, without
+    ``/auth/me``'s handler, through the same router and route class.
     """
     app = create_app(load_settings())
     principal = Principal.model_validate_json(os.environ[LIMIT_PRINCIPAL_ENV])
@@ -63,15 +63,15 @@ def create_bench_app(*, limit_as_bytes: bool = False) -> FastAPI:
 
         @router.get("/" + LIMIT_PATH.rsplit("/", 1)[1])
         async def get_limit_bytes() -> Response:
-            """``/auth/me``'s body as bytes: no handler, no response model."""
+            """``/auth/me``'s body as bytes, made once: no handler at work."""
             return Response(body, media_type="application/json")
 
     else:
 
-        @router.get("/" + LIMIT_PATH.rsplit("/", 1)[1])
-        async def get_limit() -> PrincipalOut:
+        @router.get("/" + LIMIT_PATH.rsplit("/", 1)[1], response_model=PrincipalOut)
+        async def get_limit(response: Response) -> Response:
             """The limit: ``/auth/me``'s handler and body without authentication."""
-            return await get_me(principal)
+            return await get_me(principal, response)
 
     app.include_router(router)
     # FastAPI tries routes in order, and an included router costs a match of each of its

@@ -12,7 +12,7 @@ only:
 Starting from (b), ``GET /auth/me`` with the bench's cached token at the run's log level, each
 variant takes one more layer away: the access line (``app.access`` off), the request metrics,
 the observability middleware, the CORS middleware, the security dependency (``/bench/limit``:
-the same handler without authentication), the response model (the same bytes returned as they
+the same handler without authentication), the handler (the same bytes made once, returned as they
 are, through the same router) and finally the gateway itself (``bare``: row (a0)'s app). The
 differences telescope: the layers add up to (b) - bare exactly.
 
@@ -211,7 +211,7 @@ def cost_table(us: dict[str, float], server_us_a0: float | None) -> list[dict[st
         ("FastAPI: its own middleware, routing, a handler answering bytes (bare)", us.get("bare")),
         ("the gateway's routers and route class", diff("a-bytes", "bare")),
         (
-            "the response model (PrincipalOut built, validated, serialised)",
+            "the handler: the principal's JSON written (PrincipalOut's bytes)",
             diff("a-no-cors", "a-bytes"),
         ),
         ("the security dependency, in-process hit", diff("b-no-cors", "a-no-cors")),
