@@ -172,7 +172,7 @@ def _masked_line(record: logging.LogRecord, line: str) -> str:
 
 class RequestContextFilter(logging.Filter):
     """Adds ``request_id`` to every record logged while a request is served, and ``trace_id``
-    and ``span_id`` while a span is recording (tracing on)."""
+    and ``span_id`` while a sampled span is current (tracing on)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Attach the current request id (unless the record has one); always True."""

@@ -18,8 +18,8 @@ OTLP/HTTP exporter, and instruments what that app builds, and nothing global:
 - the cache of the request path (:class:`TracedCache`), and the gateway's own spans
   (:data:`SPAN_RESOLVE` and its siblings) through :attr:`Tracing.tracer`.
 
-No secret reaches a span: a scrubbing processor (:func:`_scrubber`) masks query strings in
-URLs and targets and any captured credential header before a span is recorded.
+No secret reaches a span: :func:`scrub` (a span processor's start and the instrumentations'
+request hooks) masks query strings in URLs and targets and any captured credential header.
 """
 
 from __future__ import annotations
@@ -128,6 +128,7 @@ class Tracing:
             # the gateway's own Prometheus metrics already count requests
             meter_provider=NoOpMeterProvider(),
             excluded_urls=_EXCLUDED_URLS,
+            server_request_hook=scrub,
             # two spans per request more (body read, response sent): noise, and a cost
             exclude_spans=["receive", "send"],
         )
@@ -138,13 +139,16 @@ class Tracing:
         from opentelemetry.metrics import NoOpMeterProvider
 
         HTTPXClientInstrumentor.instrument_client(
-            client, tracer_provider=self.provider, meter_provider=NoOpMeterProvider()
+            client,
+            tracer_provider=self.provider,
+            meter_provider=NoOpMeterProvider(),
+            request_hook=_scrub_request,
         )
 
     def instrument_engine(self, engine: AsyncEngine) -> None:
         """A span per statement ``engine`` runs: its SQL text, never its parameters."""
-        from opentelemetry.instrumentation.sqlalchemy.version import __version__
         from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+        from opentelemetry.instrumentation.sqlalchemy.version import __version__
         from opentelemetry.metrics import NoOpMeterProvider
 
         # EngineTracer on this engine alone: SQLAlchemyInstrumentor().instrument() would also
@@ -169,13 +173,16 @@ class Tracing:
 
 
 def current_trace_ids() -> tuple[str, str] | None:
-    """The current span's trace and span ids (hex) when a span is recording, else None."""
+    """The current span's trace and span ids (hex) when its trace is sampled, else None.
+
+    Sampled, not recording: the server span ends as the response's last byte is sent, before
+    the access line is written; it is still the current span, and its trace is the request's.
+    """
     from opentelemetry import trace
 
-    span = trace.get_current_span()
-    if not span.is_recording():
+    context = trace.get_current_span().get_span_context()
+    if not (context.is_valid and context.trace_flags.sampled):
         return None
-    context = span.get_span_context()
     return format(context.trace_id, "032x"), format(context.span_id, "016x")
 
 
@@ -263,8 +270,10 @@ def _masked(attributes: Mapping[str, object]) -> dict[str, str]:
 def _scrubber() -> SpanProcessor:
     """A span processor that masks what may carry a secret before any exporter sees it.
 
-    It runs first, at a span's start (the request attributes the instrumentations start with)
-    and again as the span ends, still writable (what was added since): a query string
+    It runs first, at a span's start (the request attributes the instrumentations start
+    with); the FastAPI and httpx instrumentations set theirs once more after the start, so
+    :func:`scrub` runs again as their request hook, the last thing before the request goes on.
+    What it masks: a query string
     (``?access_token=...``) in a URL or target, the ``url.query`` attribute, a credential
     header captured through ``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_*``. Paths keep their
     ids, which are no secret.
@@ -273,11 +282,17 @@ def _scrubber() -> SpanProcessor:
 
     class Scrubber(SpanProcessor):
         def on_start(self, span: Span, parent_context: Any = None) -> None:
-            masked = _masked(span.attributes or {})
-            if masked:
-                span.set_attributes(masked)
-
-        def _on_ending(self, span: Span) -> None:
-            self.on_start(span)
+            scrub(span)
 
     return Scrubber()
+
+
+async def _scrub_request(span: Any, _request: object) -> None:
+    scrub(span)  # an AsyncClient's hooks are awaited
+
+
+def scrub(span: Any, *_: object) -> None:
+    """Mask what may carry a secret in ``span``'s attributes (also an instrumentation hook)."""
+    masked = _masked(getattr(span, "attributes", None) or {})
+    if masked:
+        span.set_attributes(masked)
