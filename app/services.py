@@ -9,6 +9,7 @@ import logging
 import random
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -81,7 +82,7 @@ async def build_services(
     traced_cache = cache
     if tracing is not None:
         tracing.instrument_http(http)
-        traced_cache = tracing.traced_cache(cache)
+        traced_cache = tracing.traced_cache(cache, urlsplit(settings.cache.url).scheme)
         stack.callback(tracing.flush)
     auth0 = Auth0AuthClient(http, settings.auth0, on_call=metrics.observe_auth0_call)
     jwks = JwksCache(

@@ -690,8 +690,9 @@ class Bench:
             plans.append(("a2", label, self.quiet, "/bench/limit", plain, ""))
             label = "(b2) = (b), gateway without access log"
             plans.append(("b2", label, self.quiet, "/auth/me", cached, ""))
-        label = "(b3) = (b), traced, 10% sampled, OTLP/HTTP"
-        plans.append(("b3", label, self._traced_gateway(), "/auth/me", cached, ""))
+        if "b" in wanted:
+            label = "(b3) = (b), traced, 10% sampled, OTLP/HTTP"
+            plans.append(("b3", label, self._traced_gateway(), "/auth/me", cached, ""))
         plans = [plan for plan in plans if plan[0][0] in wanted]
 
         for _, _, server, path, env, _ in plans:

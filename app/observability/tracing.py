@@ -159,9 +159,9 @@ class Tracing:
             tracer, engine.sync_engine, usage, enable_commenter=False
         )
 
-    def traced_cache(self, cache: Cache) -> Cache:
-        """``cache`` with a client span around each operation."""
-        return TracedCache(cache, self.tracer)
+    def traced_cache(self, cache: Cache, system: str) -> Cache:
+        """``cache`` with a client span around each operation; ``system``: ``memcached``..."""
+        return TracedCache(cache, self.tracer, system)
 
     def flush(self) -> None:
         """Export what is buffered (the app stops; the provider stays usable)."""
@@ -193,14 +193,14 @@ class TracedCache:
     never the key (a hash, but a hash of a token all the same).
     """
 
-    def __init__(self, cache: Cache, tracer: Tracer) -> None:
-        """Wrap ``cache``; spans go to ``tracer``."""
+    def __init__(self, cache: Cache, tracer: Tracer, system: str) -> None:
+        """Wrap ``cache`` (a ``system``: ``memcached``, ``memory``); spans go to ``tracer``."""
         from opentelemetry.trace import SpanKind
 
         self._cache = cache
         self._tracer = tracer
         self._kind = SpanKind.CLIENT
-        self._system = "memcached" if type(cache).__name__.startswith("Memcached") else "memory"
+        self._system = system
 
     def _span(self, operation: str) -> Any:
         return self._tracer.start_as_current_span(
