@@ -129,6 +129,8 @@ class Tracing:
             meter_provider=NoOpMeterProvider(),
             excluded_urls=_EXCLUDED_URLS,
             server_request_hook=scrub,
+            # only when OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_* asks for headers at all
+            http_capture_headers_sanitize_fields=[*_SECRET_HEADERS, *_sanitized_from_env()],
             # two spans per request more (body read, response sent): noise, and a cost
             exclude_spans=["receive", "send"],
         )
@@ -170,6 +172,11 @@ class Tracing:
     def shutdown(self) -> None:
         """Export what is buffered and stop the export thread."""
         self.provider.shutdown()
+
+
+def _sanitized_from_env() -> list[str]:
+    names = os.environ.get("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS", "")
+    return [name.strip() for name in names.split(",") if name.strip()]
 
 
 def current_trace_ids() -> tuple[str, str] | None:
@@ -273,10 +280,10 @@ def _scrubber() -> SpanProcessor:
     It runs first, at a span's start (the request attributes the instrumentations start
     with); the FastAPI and httpx instrumentations set theirs once more after the start, so
     :func:`scrub` runs again as their request hook, the last thing before the request goes on.
-    What it masks: a query string
-    (``?access_token=...``) in a URL or target, the ``url.query`` attribute, a credential
-    header captured through ``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_*``. Paths keep their
-    ids, which are no secret.
+    What it masks: a query string (``?access_token=...``) in a URL or target, the ``url.query``
+    attribute, a credential header captured through ``OTEL_INSTRUMENTATION_HTTP_CAPTURE_*``
+    (the FastAPI instrumentation also masks those itself, response headers included). Paths
+    keep their ids, which are no secret.
     """
     from opentelemetry.sdk.trace import SpanProcessor
 

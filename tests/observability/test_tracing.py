@@ -307,6 +307,25 @@ def test_scrub_masks_queries_and_credential_headers(spans: Spans) -> None:
     }
 
 
+async def test_captured_credential_headers_are_masked(
+    gateway_factory: Factory, spans: Spans, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST", "authorization,cookie,accept"
+    )
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE", "content-type")
+    gateway, _ = await gateway_factory(tracing=spans.tracing)
+    headers = {**bearer("not-a-token-31337"), "Cookie": "sid=c00kie", "Accept": "text/plain"}
+    assert (await gateway.get("/auth/me", headers=headers)).status_code == 401
+    server = spans.server("GET /auth/me")
+    captured = {k: v for k, v in (server.attributes or {}).items() if k.startswith("http.re")}
+    assert captured["http.request.header.accept"] == ("text/plain",)
+    assert "application/json" in str(captured["http.response.header.content_type"])
+    text = _span_text(server)
+    assert "31337" not in text
+    assert "c00kie" not in text
+
+
 class TestConfiguration:
     @pytest.mark.parametrize(
         ("environ", "on"),
