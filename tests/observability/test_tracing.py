@@ -3,6 +3,7 @@ no secret in any span, and nothing of OpenTelemetry's SDK loaded while tracing i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.observability.tracing import (
+    SPAN_FLIGHT_WAIT,
     SPAN_LOCAL_HIT,
     SPAN_REFRESH,
     SPAN_RESOLVE,
@@ -151,6 +153,27 @@ async def test_the_tier_that_answered(
     # the miss, the lock, the answer (and the user's profile, kept for later validations)
     assert operations[:2] == ["memcached get", "memcached add"]
     assert "memcached set" in operations
+
+
+async def test_a_request_joining_a_validation_in_flight(
+    gateway_factory: Factory, spans: Spans, emulator_http: httpx.AsyncClient
+) -> None:
+    gateway, _ = await gateway_factory(tracing=spans.tracing)
+    token = await direct_token(emulator_http)
+    # the validation asks /userinfo for the profile: held long enough for the second to join
+    fault = {"path": "/userinfo", "status": None, "delay_ms": 400, "count": 1}
+    assert (await emulator_http.post("/__emulator/faults", json=fault)).status_code < 300
+    spans.clear()
+    answers = await asyncio.gather(
+        *(gateway.get("/auth/me", headers=bearer(token)) for _ in range(2))
+    )
+    assert [a.status_code for a in answers] == [200, 200]
+    tiers = {s.attributes[TIER]: s for s in spans.named(SPAN_RESOLVE) if s.attributes}
+    assert set(tiers) == {"validation", "single_flight"}
+    [wait] = spans.named(SPAN_FLIGHT_WAIT)
+    assert wait.parent is not None
+    assert wait.parent.span_id == tiers["single_flight"].context.span_id
+    assert len(spans.named(SPAN_VALIDATE)) == 1
 
 
 class RecordingProxy:
