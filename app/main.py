@@ -17,6 +17,7 @@ from app.http.openapi import METADATA
 from app.observability.logging import register_settings_secrets
 from app.observability.metrics import Metrics
 from app.observability.middleware import ObservabilityMiddleware
+from app.observability.tracing import Tracing
 from app.routers import auth, browser_session, health, tokens, users, venues
 from app.routers import metrics as metrics_routes
 from app.services import build_services, start_background_work
@@ -25,16 +26,23 @@ from settings import Settings, load_settings
 log = logging.getLogger("app")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the gateway for ``settings`` (read from the environment when omitted)."""
+def create_app(settings: Settings | None = None, *, tracing: Tracing | None = None) -> FastAPI:
+    """Build the gateway for ``settings`` (read from the environment when omitted).
+
+    ``tracing``: where spans go; by default as the ``OTEL_*`` variables say (off unless an
+    OTLP endpoint is set).
+    """
     settings = settings or load_settings()
+    tracing = tracing or Tracing.from_environment()
     register_settings_secrets(settings)
     metrics = Metrics.from_environment(cache_url=settings.cache.url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            app.state.services = await build_services(settings, stack, metrics=metrics)
+            app.state.services = await build_services(
+                settings, stack, metrics=metrics, tracing=tracing
+            )
             # local (make dev, tests) migrates itself; elsewhere `gateway db upgrade` does
             await prepare_schema(app.state.services.database.engine, migrate=settings.is_local)
             await start_background_work(app.state.services, stack)
@@ -62,6 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
         swagger_ui_init_oauth={"usePkceWithAuthorizationCodeGrant": False},
         **METADATA,  # operation ids, servers, license, contact, tags
+        # FastAPI's own telemetry stays off: with tracing on, the maintained instrumentation
+        # (app.observability.tracing) makes the server span; both would make two per request
+        telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -71,6 +82,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         ObservabilityMiddleware, metrics=metrics, trusted_proxies=settings.trusted_proxies
     )
+    if tracing is not None:
+        # outermost of all: the span is current in ObservabilityMiddleware's access line
+        tracing.instrument_app(app)
     app.include_router(auth.router)
     app.include_router(browser_session.router)
     app.include_router(tokens.router)

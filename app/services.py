@@ -9,6 +9,7 @@ import logging
 import random
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -28,6 +29,7 @@ from app.clients.token_validator import TokenValidator
 from app.db.engine import Database, open_database
 from app.http.errors import SessionStoreUnavailable
 from app.observability.metrics import Metrics
+from app.observability.tracing import Tracing
 from settings import Settings
 
 log = logging.getLogger("app.services")
@@ -53,9 +55,14 @@ class Services:
 
 
 async def build_services(
-    settings: Settings, stack: AsyncExitStack, *, metrics: Metrics | None = None
+    settings: Settings,
+    stack: AsyncExitStack,
+    *,
+    metrics: Metrics | None = None,
+    tracing: Tracing | None = None,
 ) -> Services:
-    """Build every service; ``stack`` closes them when the app stops; ``metrics`` observe them.
+    """Build every service; ``stack`` closes them when the app stops; ``metrics`` observe them;
+    ``tracing`` (when on) traces the calls they make.
 
     Nothing runs in the background yet: :func:`start_background_work` starts that once the
     database schema is in place.
@@ -72,6 +79,13 @@ async def build_services(
     )
     cache = build_cache(settings.cache, observer=metrics)
     stack.push_async_callback(cache.close)
+    # the request path's cache, with a span per operation when tracing is on; services.cache
+    # stays the store itself (readiness looks at memcached's circuit breaker through it)
+    traced_cache = cache
+    if tracing is not None:
+        tracing.instrument_http(http)
+        traced_cache = tracing.traced_cache(cache, urlsplit(settings.cache.url).scheme)
+        stack.callback(tracing.flush)
     auth0 = Auth0AuthClient(http, settings.auth0, on_call=metrics.observe_auth0_call)
     jwks = JwksCache(
         auth0.fetch_jwks,
@@ -87,6 +101,8 @@ async def build_services(
         )
     namespace = settings.cache_namespace
     database = open_database(settings.database, stack)
+    if tracing is not None:
+        tracing.instrument_engine(database.engine)
     store = SessionStore(
         database.engine,
         cipher,
@@ -99,7 +115,7 @@ async def build_services(
     resolver = PrincipalResolver(
         settings=settings.auth0,
         namespace=namespace,
-        cache=cache,
+        cache=traced_cache,
         local=LocalTier[Principal].from_settings(settings.cache),
         validator=validator,
         auth0=auth0,
@@ -110,6 +126,7 @@ async def build_services(
             on_rejected=metrics.cache_entries_rejected.inc,
         ),
         metrics=metrics,
+        tracer=tracing.tracer if tracing is not None else None,
     )
     flow = AuthFlow(
         auth0=auth0,
@@ -121,6 +138,7 @@ async def build_services(
         upstream_timeout_s=settings.auth0.timeout_s,
         store_timeout_s=settings.database.timeout_s,
         refresh_after_expiry_s=settings.session.refresh_after_expiry_s,
+        tracer=tracing.tracer if tracing is not None else None,
     )
     stack.push_async_callback(flow.close)
     return Services(
@@ -135,7 +153,7 @@ async def build_services(
         resolver,
         flow,
         database=database,
-        management=build_management_client(settings, http, auth0, cache, cipher),
+        management=build_management_client(settings, http, auth0, traced_cache, cipher),
         browser=BrowserSessions(
             engine=database.engine,
             cipher=cipher,

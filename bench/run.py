@@ -69,7 +69,7 @@ BUSY_LOAD = 0.5
 #: (e)'s second half: this many new tokens, each sent on every connection at once
 BURST_TOKENS = 20
 
-ROW_ORDER = ["a0", "a", "b", "c", "d", "e", "f", "a2", "b2"]
+ROW_ORDER = ["a0", "a", "b", "c", "d", "e", "f", "a2", "b2", "b3"]
 
 #: memcached's counters of commands served, one per key (``stats``)
 MEMCACHED_COMMANDS = (
@@ -462,6 +462,29 @@ class Bench:
         self._check_bodies()
         self.venue_path = self._venue_path() if "c" in self.options.scenarios else None
 
+    def _traced_gateway(self) -> Server:
+        """(b3): the gateway once more with tracing on, 10% of traces sampled, exported over
+        OTLP/HTTP (batched) to a local receiver (:mod:`bench.otlp_sink`); what tracing costs."""
+        port = free_port()
+        sink = self._spawn("otlp-sink", [sys.executable, "-m", "bench.otlp_sink", f"--port={port}"])
+        self.pinning.move(sink.pid, self.pinning.load)
+
+        def sink_up() -> bool:
+            sink.check_alive()
+            return httpx.get(f"http://127.0.0.1:{port}/stats").is_success
+
+        wait_until(sink_up, sink.name)
+        tracing_env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+            "OTEL_SERVICE_NAME": "venue-gateway-bench",
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.1",
+        }
+        app = "bench.app:create_bench_app"
+        traced = self._server("gateway-traced", app, {**self.gateway_env, **tracing_env})
+        traced.wait_ready()
+        return traced
+
     def _database(self) -> str:
         """The venue database's URL: a throw-away PostgreSQL (what production runs) when the
         machine has one (``--database auto``), else an SQLite file."""
@@ -667,6 +690,9 @@ class Bench:
             plans.append(("a2", label, self.quiet, "/bench/limit", plain, ""))
             label = "(b2) = (b), gateway without access log"
             plans.append(("b2", label, self.quiet, "/auth/me", cached, ""))
+        if "b" in wanted:
+            label = "(b3) = (b), traced, 10% sampled, OTLP/HTTP"
+            plans.append(("b3", label, self._traced_gateway(), "/auth/me", cached, ""))
         plans = [plan for plan in plans if plan[0][0] in wanted]
 
         for _, _, server, path, env, _ in plans:

@@ -23,7 +23,7 @@ import logging
 import secrets
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -42,6 +42,10 @@ from app.http.errors import (
     UpstreamUnavailable,
 )
 from app.observability.metrics import Metrics, counted
+from app.observability.tracing import SPAN_REFRESH
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +78,12 @@ class AuthFlow:
         upstream_timeout_s: float = 5.0,
         store_timeout_s: float = 5.0,
         refresh_after_expiry_s: int | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         """``refresh_after_expiry_s``: how long after its ``exp`` a token may still be
         refreshed (None: any time while its session lives)."""
         self.metrics = metrics or Metrics()
+        self._tracer = tracer
         self._auth0 = auth0
         self._validator = validator
         self._store = store
@@ -88,7 +94,9 @@ class AuthFlow:
         # whole of it is cut off a second before the lease ends, so no lease ever lapses under
         # a refresh still running (another worker would then exchange the same refresh token)
         self._lease_s = 2 * upstream_timeout_s + 2 * store_timeout_s + 2
-        self._refreshes: SingleFlight[TokenResponse] = SingleFlight(self.metrics.refresh_waits.inc)
+        self._refreshes: SingleFlight[TokenResponse] = SingleFlight(
+            self.metrics.refresh_waits.inc, tracer=tracer
+        )
         self._tasks: set[asyncio.Task[None]] = set()
 
     @counted("login")
@@ -225,6 +233,14 @@ class AuthFlow:
         raise _log_in_again("This access token was already refreshed; use the newer one.")
 
     async def _exchange(self, found: TokenSession, owner: str, old_token: str) -> TokenResponse:
+        if self._tracer is None:
+            return await self._exchange_once(found, owner, old_token)
+        with self._tracer.start_as_current_span(SPAN_REFRESH):
+            return await self._exchange_once(found, owner, old_token)
+
+    async def _exchange_once(
+        self, found: TokenSession, owner: str, old_token: str
+    ) -> TokenResponse:
         try:
             tokens = await self._auth0.refresh(found.refresh_token.get_secret_value())
         except RefreshRejected:

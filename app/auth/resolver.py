@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.auth.principal import Principal
 from app.auth.revocations import RevocationList
@@ -36,8 +36,12 @@ from app.http.errors import (
     Unauthorized,
     UpstreamUnavailable,
 )
+from app.observability import tracing
 from app.observability.metrics import Metrics
 from settings import Auth0Settings
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 log = logging.getLogger("app.auth.resolver")
 
@@ -62,8 +66,10 @@ class PrincipalResolver:
         revocations: RevocationList,
         sealer: EntrySealer,
         metrics: Metrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
+        self._tracer = tracer
         self._local_lookups = self.metrics.local_lookups
         self._shared_lookups = self.metrics.shared_lookups
         self._settings = settings
@@ -79,7 +85,9 @@ class PrincipalResolver:
         self._sealer = sealer
         self._store_down_until = 0.0
         revocations.on_revoked(self._purge)
-        self._flights: SingleFlight[Principal] = SingleFlight(self.metrics.validation_waits.inc)
+        self._flights: SingleFlight[Principal] = SingleFlight(
+            self.metrics.validation_waits.inc, tracer=tracer
+        )
         # sub -> (monotonic deadline, profile, or None after a failed /userinfo: retry later)
         self._profiles_here: dict[str, tuple[float, dict[str, Any] | None]] = {}
         self._profile_flights: SingleFlight[tuple[dict[str, Any] | None, bool]] = SingleFlight()
@@ -102,15 +110,28 @@ class PrincipalResolver:
         principal = self._local.get(self.key(token))
         if principal is not None:
             self._local_lookups.hit.inc()
+            if self._tracer is not None:
+                self._tracer.start_span(
+                    tracing.SPAN_LOCAL_HIT, attributes={tracing.TIER: "local"}
+                ).end()
         return principal
 
     async def resolve(self, token: str) -> Principal:
         """The principal of a valid, unexpired, not-logged-out token, or :class:`Unauthorized`."""
+        if self._tracer is None:
+            return (await self._resolve(token))[0]
+        with self._tracer.start_as_current_span(tracing.SPAN_RESOLVE) as span:
+            principal, tier = await self._resolve(token)
+            span.set_attribute(tracing.TIER, tier)
+            return principal
+
+    async def _resolve(self, token: str) -> tuple[Principal, str]:
+        """The principal and the tier that answered."""
         key = self.key(token)
         principal = self._local.get(key)
         if principal is not None:
             self._local_lookups.hit.inc()
-            return principal
+            return principal, "local"
         self._local_lookups.miss.inc()
         kind = self._validator.classify(token)
         if kind == "malformed" or (kind == "opaque" and not self._settings.accept_opaque_tokens):
@@ -118,10 +139,11 @@ class PrincipalResolver:
         principal = await self._from_shared_cache(key)
         if principal is not None:
             self._shared_lookups.hit.inc()
-            return principal
+            return principal, "memcached"
         shared = self._shared_lookups
         (shared.error if last_operation_failed() else shared.miss).inc()
-        return await self._flights.run(key, lambda: self._validate(token, key, kind))
+        tier = "single_flight" if key in self._flights else "validation"
+        return await self._flights.run(key, lambda: self._validate(token, key, kind)), tier
 
     async def forget(self, revoked: RevocationEntry) -> None:
         """Apply a revocation this process recorded: deny it here at once, drop its entries.
@@ -176,13 +198,19 @@ class PrincipalResolver:
         return principal
 
     async def _validate(self, token: str, key: str, kind: str) -> Principal:
+        if self._tracer is None:
+            return await self._validate_once(token, key, kind)
+        with self._tracer.start_as_current_span(
+            tracing.SPAN_VALIDATE, attributes={"gateway.token.kind": kind}
+        ):
+            return await self._validate_once(token, key, kind)
+
+    async def _validate_once(self, token: str, key: str, kind: str) -> Principal:
         lock = CacheLock(self._cache, cache_key(self._ns, "lock", token), self._lock_ttl_s)
         if not await lock.acquire():
             # another worker is validating this token: wait for its answer in memcached
             self.metrics.validation_lock_waits.inc()
-            principal = await wait_for(
-                lambda: self._from_shared_cache(key), self._settings.lock_wait_s
-            )
+            principal = await self._wait_for_other(key)
             if principal is not None:
                 return principal
         # Three memcached round trips per validation: the miss, this add and the set of the
@@ -208,6 +236,12 @@ class PrincipalResolver:
             await lock.release()  # the others may try at once rather than wait for its TTL
             raise
         return principal
+
+    async def _wait_for_other(self, key: str) -> Principal | None:
+        if self._tracer is None:
+            return await wait_for(lambda: self._from_shared_cache(key), self._settings.lock_wait_s)
+        with self._tracer.start_as_current_span(tracing.SPAN_LOCK_WAIT):
+            return await wait_for(lambda: self._from_shared_cache(key), self._settings.lock_wait_s)
 
     async def _revoked(self, key: str, principal: Principal) -> bool:
         """The database's word (one indexed read); this process's list while it is down."""

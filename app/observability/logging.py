@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from enum import StrEnum
 from typing import Any, TextIO
@@ -45,6 +45,10 @@ from settings import Settings
 MASK = "[REDACTED]"
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+trace_ids: Callable[[], tuple[str, str] | None] | None = None
+"""The current span's (trace id, span id) while one is recording; set when tracing is on
+(:mod:`app.observability.tracing`), None otherwise, so a line costs nothing more then."""
 """The id of the request being served in this task (set by the middleware)."""
 
 _SENSITIVE_NAMES = (
@@ -167,13 +171,18 @@ def _masked_line(record: logging.LogRecord, line: str) -> str:
 
 
 class RequestContextFilter(logging.Filter):
-    """Adds ``request_id`` to every record logged while a request is served."""
+    """Adds ``request_id`` to every record logged while a request is served, and ``trace_id``
+    and ``span_id`` while a sampled span is current (tracing on)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Attach the current request id (unless the record has one); always True."""
         request_id = request_id_var.get()
         if request_id is not None and not hasattr(record, "request_id"):
             record.request_id = request_id
+        if trace_ids is not None and not hasattr(record, "trace_id"):
+            ids = trace_ids()
+            if ids is not None:
+                record.trace_id, record.span_id = ids
         return True
 
 

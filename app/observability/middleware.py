@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.http.client_ip import Network, client_ip
+from app.observability import logging as gateway_logging
 from app.observability.logging import REDACTION_COMPLETE, redact, request_id_var
 from app.observability.metrics import Metrics
 
@@ -125,6 +126,11 @@ class ObservabilityMiddleware:
             "sub": state.get("sub"),
             REDACTION_COMPLETE: True,
         }
+        if gateway_logging.trace_ids is not None:
+            # the server span's ids, hex the tracing SDK formatted (tracing on only)
+            ids = gateway_logging.trace_ids()
+            if ids is not None:
+                fields["trace_id"], fields["span_id"] = ids
         log.handle(AccessRecord(level, method, route, status, fields))
 
 

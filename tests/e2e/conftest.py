@@ -16,6 +16,7 @@ from asgi_lifespan import LifespanManager
 
 from app.auth.cipher import generate_key
 from app.main import create_app
+from app.observability.tracing import Tracing
 from settings import Environment, Settings
 from tests.conftest import RunningEmulator
 from tests.servers import MemcachedProcess
@@ -102,7 +103,8 @@ async def gateway_factory(
     """Start gateway apps (in-process ASGI, with their lifespan) against the emulator.
 
     Their database is an SQLite file of the test's own unless ``database`` says otherwise; they
-    share one session key unless ``session`` says otherwise.
+    share one session key unless ``session`` says otherwise; ``tracing`` is where their spans
+    go (none by default).
     """
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'venues.db'}"
     # the instances of one test are one deployment: they share the session keys
@@ -110,7 +112,7 @@ async def gateway_factory(
     async with AsyncExitStack() as stack:
 
         async def factory(
-            cache_url: str | None = None, **overrides: Any
+            cache_url: str | None = None, *, tracing: Tracing | None = None, **overrides: Any
         ) -> tuple[httpx.AsyncClient, Settings]:
             overrides.setdefault("session", session)
             settings = gateway_settings(
@@ -119,7 +121,7 @@ async def gateway_factory(
                 database_url=database_url,
                 **overrides,
             )
-            app = create_app(settings)
+            app = create_app(settings, tracing=tracing)
             manager = await stack.enter_async_context(LifespanManager(app))
             client = await stack.enter_async_context(
                 httpx.AsyncClient(
