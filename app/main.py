@@ -14,7 +14,7 @@ from app.http.cors import install_cors
 from app.http.docs_page import install_docs
 from app.http.errors import install_error_handlers
 from app.http.openapi import METADATA
-from app.observability.logging import register_settings_secrets
+from app.observability.logging import flush_log_writers, register_settings_secrets
 from app.observability.metrics import Metrics
 from app.observability.middleware import ObservabilityMiddleware
 from app.observability.tracing import Tracing
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
                 yield
             finally:
                 gc.unfreeze()
+                flush_log_writers()  # the last access lines, before the process may be killed
 
     docs = bool(settings.docs_enabled)
     app = FastAPI(

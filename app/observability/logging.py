@@ -369,15 +369,20 @@ def uvicorn_log_config(
 
 
 class BackgroundLineWriter(logging.Handler):
-    """A handler that never blocks its caller on the output: a queue and a writer thread.
+    """A handler that keeps the per-request lines off the event loop: a queue and a writer thread.
 
-    ``emit`` formats the record on the caller's thread (the request id and the masking belong
-    to the request being served) and appends the line to a bounded queue; a daemon thread wakes
-    every ``flush_interval_s``, writes everything queued in one ``write`` and flushes. A slow or
-    stuck reader of stdout (a full pipe, a paused log shipper) therefore stalls only that
-    thread, never the event loop. When ``max_pending`` lines are waiting, further lines are
-    dropped and counted, and the writer says how many in a WARNING line once it catches up.
-    ``flush()`` and ``close()`` (run at exit by :mod:`logging`) write what is queued.
+    Records of the loggers in ``queued`` (the access line, one per request) are formatted on
+    the caller's thread (the request id and the masking belong to the request being served)
+    and appended to a bounded queue; a daemon thread wakes every ``flush_interval_s``, writes
+    everything queued in one ``write`` and flushes. A slow or stuck reader of stdout (a full
+    pipe, a paused log shipper) therefore stalls only that thread, never the event loop. When
+    ``max_pending`` lines are waiting, further access lines are dropped and counted, and the
+    writer says how many in a WARNING line once it catches up.
+
+    Every other record (start-up, shutdown, warnings, errors: a few, and the ones that matter
+    when a process is about to end) is written at once, after whatever is queued, so that none
+    is lost when the process is killed, and the order of lines is kept. ``flush()`` writes the
+    queue now; the app's lifespan calls it at shutdown (:func:`flush_log_writers`).
     """
 
     def __init__(
@@ -386,10 +391,12 @@ class BackgroundLineWriter(logging.Handler):
         *,
         flush_interval_s: float = 0.05,
         max_pending: int = 20_000,
+        queued: Iterable[str] = ("app.access",),
     ) -> None:
         """Write to ``stream`` (stdout when omitted, looked up when the handler is made)."""
         super().__init__()
         self.stream = stream if stream is not None else sys.stdout
+        self.queued = frozenset(queued)
         self.flush_interval_s = flush_interval_s
         self.max_pending = max_pending
         self.dropped = 0
@@ -405,6 +412,9 @@ class BackgroundLineWriter(logging.Handler):
             line = self.format(record)
         except Exception:
             self.handleError(record)
+            return
+        if record.name not in self.queued:
+            self._write_now(line)
             return
         if len(self._pending) >= self.max_pending:
             self.dropped += 1
@@ -426,8 +436,12 @@ class BackgroundLineWriter(logging.Handler):
         while not self._stop.wait(self.flush_interval_s):
             self.flush()
 
-    def flush(self) -> None:
-        """Write every queued line now."""
+    def _write_now(self, line: str) -> None:
+        """Write the queue, then ``line``, on the caller's thread."""
+        self.flush(then=line)
+
+    def flush(self, then: str | None = None) -> None:
+        """Write every queued line now (and ``then``, after them)."""
         with self._write_lock:
             lines: list[str] = []
             try:
@@ -438,6 +452,8 @@ class BackgroundLineWriter(logging.Handler):
             if self.dropped:
                 dropped, self.dropped = self.dropped, 0
                 lines.append(self.format(_dropped_record(dropped)))
+            if then is not None:
+                lines.append(then)
             if not lines:
                 return
             try:
@@ -454,6 +470,13 @@ class BackgroundLineWriter(logging.Handler):
             writer.join(timeout=2)
         self.flush()
         super().close()
+
+
+def flush_log_writers() -> None:
+    """Write what every :class:`BackgroundLineWriter` on the root logger has queued."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, BackgroundLineWriter):
+            handler.flush()
 
 
 def _dropped_record(count: int) -> logging.LogRecord:

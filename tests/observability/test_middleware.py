@@ -125,7 +125,21 @@ async def test_the_access_line_has_every_field_and_masks_what_a_caller_wrote(
     assert second["request_id"] is None or MASK in second["request_id"]
 
 
+def access_record(message: str, *args: object) -> logging.LogRecord:
+    return logging.LogRecord("app.access", logging.INFO, "", 0, message, args or None, None)
+
+
 class TestBackgroundLineWriter:
+    def test_other_lines_are_written_at_once_after_the_queued_ones(self) -> None:
+        stream = io.StringIO()
+        writer = BackgroundLineWriter(stream, flush_interval_s=60)
+        writer.setFormatter(logging.Formatter("%(name)s %(message)s"))
+        writer.handle(access_record("GET /a 200"))
+        assert stream.getvalue() == ""
+        writer.handle(logging.LogRecord("uvicorn.error", logging.INFO, "", 0, "bye", None, None))
+        assert stream.getvalue().splitlines() == ["app.access GET /a 200", "uvicorn.error bye"]
+        writer.close()
+
     def test_a_stuck_output_never_blocks_the_caller(self) -> None:
         release = threading.Event()
 
@@ -139,7 +153,7 @@ class TestBackgroundLineWriter:
         writer.setFormatter(logging.Formatter("%(message)s"))
         started = time.monotonic()
         for i in range(200):
-            writer.handle(logging.LogRecord("t", logging.INFO, "", 0, "line %d", (i,), None))
+            writer.handle(access_record("line %d", i))
             time.sleep(0.0005)
         assert time.monotonic() - started < 2, "emit waited for the output"
         release.set()
@@ -151,7 +165,7 @@ class TestBackgroundLineWriter:
         writer = BackgroundLineWriter(stream, flush_interval_s=60, max_pending=3)
         writer.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
         for i in range(5):
-            writer.handle(logging.LogRecord("t", logging.INFO, "", 0, "line %d", (i,), None))
+            writer.handle(access_record("line %d", i))
         writer.flush()
         assert stream.getvalue().splitlines() == [
             "INFO line 0",
@@ -165,7 +179,7 @@ class TestBackgroundLineWriter:
         stream = io.StringIO()
         writer = BackgroundLineWriter(stream, flush_interval_s=60)
         writer.setFormatter(logging.Formatter("%(message)s"))
-        writer.handle(logging.LogRecord("t", logging.INFO, "", 0, "last words", None, None))
+        writer.handle(access_record("last words"))
         assert stream.getvalue() == ""
         writer.close()
         assert stream.getvalue() == "last words\n"
