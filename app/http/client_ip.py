@@ -39,6 +39,13 @@ def _trusted(
     return any(address.version == net.version and address in net for net in proxies)
 
 
+def is_trusted_peer(host: str, trusted_proxies: Sequence[Network]) -> bool:
+    """True when ``host`` (a TCP peer) is one of ``trusted_proxies``: its ``X-Forwarded-For``
+    counts, so the client IP depends on the request, not on the peer alone."""
+    address = _parse(host)
+    return address is not None and _trusted(address, trusted_proxies)
+
+
 def client_ip(request: Request, trusted_proxies: Sequence[Network]) -> str | None:
     """The address to treat as the caller's.
 

@@ -122,11 +122,16 @@ access line does (:class:`app.observability.middleware.AccessRecord`), so that t
 for every request pays for masking only its path and request id.
 """
 
+LINE_FIELDS = "line_fields"
+"""A record attribute: the record's extra fields as one dict, in their order (the access line);
+:class:`JsonLineFormatter` takes them from it instead of sorting them out of the record."""
+
 _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
     "asctime",
     "color_message",  # uvicorn's colour copy of its message: terminal escapes, no information
     REDACTION_COMPLETE,
+    LINE_FIELDS,
 }
 _SCALARS = (int, float, bool, type(None))
 
@@ -203,9 +208,13 @@ class JsonLineFormatter(logging.Formatter):
             "message": record.getMessage(),
             "pid": record.process,
         }
-        for name, value in vars(record).items():
-            if name not in _RECORD_ATTRS:
-                fields[name] = value
+        line_fields = getattr(record, LINE_FIELDS, None)
+        if line_fields is not None:
+            fields.update(line_fields)  # a record that keeps its fields in one place
+        else:
+            for name, value in vars(record).items():
+                if name not in _RECORD_ATTRS:
+                    fields[name] = value
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.http.client_ip import Network, client_ip
+from app.http.client_ip import Network, client_ip, is_trusted_peer
 from app.observability import logging as gateway_logging
 from app.observability.logging import REDACTION_COMPLETE, redact, request_id_var
 from app.observability.metrics import Metrics
@@ -63,6 +63,8 @@ class ObservabilityMiddleware:
         self.app = app
         self._metrics = metrics
         self._trusted_proxies = trusted_proxies
+        # the client IP of a peer that is no proxy is the peer's own: worked out once each
+        self._direct_peers: dict[str, str | None] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one request (other scope types pass through untouched)."""
@@ -122,9 +124,8 @@ class ObservabilityMiddleware:
             "path": redact(scope.get("path", "")),
             "status": status,
             "duration_ms": round(seconds * 1000, 3),
-            "client_ip": client_ip(Request(scope), self._trusted_proxies),
+            "client_ip": self._client_ip(scope),
             "sub": state.get("sub"),
-            REDACTION_COMPLETE: True,
         }
         if gateway_logging.trace_ids is not None:
             # the server span's ids, hex the tracing SDK formatted (tracing on only)
@@ -132,6 +133,21 @@ class ObservabilityMiddleware:
             if ids is not None:
                 fields["trace_id"], fields["span_id"] = ids
         log.handle(AccessRecord(level, method, route, status, fields))
+
+    def _client_ip(self, scope: Scope) -> str | None:
+        peer = scope.get("client")
+        host = peer[0] if peer else None
+        if host is not None and host in self._direct_peers:
+            return self._direct_peers[host]
+        address = client_ip(Request(scope), self._trusted_proxies)
+        if host is not None and not is_trusted_peer(host, self._trusted_proxies):
+            if len(self._direct_peers) >= _MAX_DIRECT_PEERS:
+                self._direct_peers.clear()
+            self._direct_peers[host] = address
+        return address
+
+
+_MAX_DIRECT_PEERS = 10_000
 
 
 class AccessRecord(logging.LogRecord):
@@ -171,7 +187,9 @@ class AccessRecord(logging.LogRecord):
         self.processName = None
         self.taskName = None
         self.process = os.getpid()
+        self.line_fields = fields
         self.__dict__.update(fields)
+        setattr(self, REDACTION_COMPLETE, True)  # its fields come masked (see above)
 
 
 _STARTED: float = getattr(logging, "_startTime", time.time())  # what records measure from
