@@ -67,6 +67,8 @@ class Database:
 
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    reads: AsyncEngine
+    """``engine`` for reads of one statement (:func:`single_statement_reads`)."""
 
 
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:
@@ -121,7 +123,8 @@ def open_database(settings: DatabaseSettings, stack: AsyncExitStack) -> Database
     """Build the app's database; ``stack`` disposes of its connections when the app stops."""
     engine = create_engine(settings)
     stack.push_async_callback(engine.dispose)
-    return Database(engine, async_sessionmaker(engine, expire_on_commit=False))
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    return Database(engine, sessions, single_statement_reads(engine))
 
 
 def display_url(engine: AsyncEngine) -> str:

@@ -15,6 +15,7 @@ from app.deps.security import RequireScopes
 from app.http.body_limit import BodyLimitRoute
 from app.http.errors import BadRequest
 from app.http.responses import error_responses
+from app.services import Services
 from app.venues.cursor import CURSOR_MAX_CHARS, Cursor
 from app.venues.preconditions import (
     PreconditionFailed,
@@ -22,7 +23,7 @@ from app.venues.preconditions import (
     etag,
     parse_if_match,
 )
-from app.venues.repository import DuplicateVenue, VenueNotFound, VenueRepository
+from app.venues.repository import DuplicateVenue, VenueNotFound, VenueReader, VenueRepository
 from app.venues.schemas import (
     City,
     CountryCode,
@@ -67,6 +68,15 @@ async def venue_repository(session: DatabaseSession) -> VenueRepository:
 
 
 Venues = Annotated[VenueRepository, Depends(venue_repository)]
+
+
+async def venue_reader(request: Request) -> VenueReader:
+    """Reads of one venue, straight from the app's database (no session)."""
+    services: Services = request.app.state.services
+    return VenueReader(services.database.reads)
+
+
+VenueReads = Annotated[VenueReader, Depends(venue_reader)]
 Reader = Annotated[Principal, Depends(RequireScopes("read:venues"))]
 Creator = Annotated[Principal, Depends(RequireScopes("create:venues"))]
 Updater = Annotated[Principal, Depends(RequireScopes("update:venues"))]
@@ -136,7 +146,9 @@ async def list_venues(
         **error_responses(VenueNotFound),
     },
 )
-async def get_venue(venue_id: VenueId, _: Reader, venues: Venues, response: Response) -> VenueOut:
+async def get_venue(
+    venue_id: VenueId, _: Reader, venues: VenueReads, response: Response
+) -> VenueOut:
     """Read one venue, with its ETag; needs the permission `read:venues`."""
     venue = await venues.get(venue_id)
     response.headers["ETag"] = etag(venue.version)

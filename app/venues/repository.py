@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, or_, select, update
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql import Executable
 
 from app.http.errors import Conflict, NotFound
@@ -32,6 +33,30 @@ class DuplicateVenue(Conflict):
     """A venue of this name exists in this city (409)."""
 
     description = "A venue with this name already exists in this city."
+
+
+_BY_ID = select(Venue.__table__).where(Venue.__table__.c.id == bindparam("venue_id"))
+
+
+class VenueReader:
+    """One venue by id in one statement, without an ORM session: the hot read of the API.
+
+    ``GET /venues/{id}`` needs no unit of work: a session, its identity map and the ORM's
+    loading cost several times the query itself. The row has the venue's columns as
+    attributes, which is all :class:`~app.venues.schemas.VenueOut` reads.
+    """
+
+    def __init__(self, reads: AsyncEngine) -> None:
+        """``reads``: an engine in autocommit (:attr:`app.db.engine.Database.reads`)."""
+        self._reads = reads
+
+    async def get(self, venue_id: uuid.UUID) -> Row[Any]:
+        """The venue's row, or 404."""
+        async with self._reads.connect() as conn:
+            row = (await conn.execute(_BY_ID, {"venue_id": venue_id})).first()
+        if row is None:
+            raise VenueNotFound
+        return row
 
 
 class VenueRepository:

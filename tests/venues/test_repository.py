@@ -15,8 +15,8 @@ from app.http.errors import BadRequest
 from app.venues.cursor import Cursor
 from app.venues.models import Venue
 from app.venues.preconditions import PreconditionFailed
-from app.venues.repository import DuplicateVenue, VenueNotFound, VenueRepository
-from app.venues.schemas import VenueCreate, VenueUpdate
+from app.venues.repository import DuplicateVenue, VenueNotFound, VenueReader, VenueRepository
+from app.venues.schemas import VenueCreate, VenueOut, VenueUpdate
 from tests.venues.conftest import TEMPODROM, fullwidth
 
 
@@ -60,6 +60,14 @@ class TestReads:
             connection = await session.connection()
             assert _isolation(connection) == "AUTOCOMMIT"
             assert len((await repository.page(limit=5))[0]) == 1
+
+    async def test_the_reader_answers_what_the_session_reads(self, database: Database) -> None:
+        created = await create(database)
+        row = await VenueReader(database.reads).get(created.id)
+        assert VenueOut.model_validate(row) == VenueOut.model_validate(created)
+        assert row.created_at.utcoffset() == UTC.utcoffset(None)
+        with pytest.raises(VenueNotFound):
+            await VenueReader(database.reads).get(uuid.uuid4())
 
     async def test_a_write_after_a_read_in_one_session_is_kept(self, database: Database) -> None:
         created = await create(database)
