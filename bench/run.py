@@ -117,7 +117,7 @@ class Options:
     soak_requests: int = 200_000
     scenarios: str = "abcdef"
     open_loop_duration: float = 10.0
-    open_loop_workers: int = 50
+    open_loop_workers: int = 200
     layer_requests: int = 3000
     layer_repeats: int = 5
     log_level: str = "INFO"
@@ -166,7 +166,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         default=defaults.open_loop_duration,
         help="seconds of hey at half of (a0)'s throughput per row (0: skip)",
     )
-    parser.add_argument("--open-loop-workers", type=int, default=defaults.open_loop_workers)
+    parser.add_argument(
+        "--open-loop-workers",
+        type=int,
+        default=defaults.open_loop_workers,
+        help="hey's workers; each waits for its answer, so workers / rate must exceed the latency",
+    )
     parser.add_argument(
         "--layer-requests",
         type=int,
