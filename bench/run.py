@@ -893,6 +893,13 @@ class Bench:
             target = TARGETS["b_rps_vs_d"]
             check("b_rps_vs_d", ratio, ratio >= target, f">= {target:.1f}")
         open_loop = getattr(self, "open_loop", {})
+        for key, run in open_loop.items():
+            if run["achieved_rps"] < 0.95 * run["target_rps"]:
+                self.notes.append(
+                    f"fixed rate: ({key}) answered {run['achieved_rps']:,.0f} of "
+                    f"{run['target_rps']:,.0f} req/s: it could not hold the rate, so its "
+                    "latencies there are those of a saturated server"
+                )
         if "a0" in open_loop and "b" in open_loop and open_loop["a0"]["p99_ms"]:
             ratio = open_loop["b"]["p99_ms"] / open_loop["a0"]["p99_ms"]
             target = TARGETS["open_loop_b_p99_vs_a0"]
