@@ -549,6 +549,15 @@ class Settings(BaseSettings):
         parts = urlsplit(auth0.base_url)
         if parts.scheme != "https":
             raise ValueError(f"{self.env.value} refuses a plain-http Auth0 domain ({auth0.domain})")
+        # CORS answers with credentials: a page on a plain-http origin, which anyone on its
+        # network path can rewrite, would ride the session cookie
+        plain = [o for o in self.cors_origins if o.startswith("http://")]
+        plain = [o for o in plain if not is_loopback(urlsplit(o).hostname or "")]
+        if plain:
+            raise ValueError(
+                f"{self.env.value} refuses plain-http CORS origins (credentials are allowed "
+                f"for them): {', '.join(plain)}"
+            )
         if self.env is Environment.PROD and is_loopback(parts.hostname or ""):
             raise ValueError("prod refuses an Auth0 domain on a loopback address (the emulator)")
         if self.env is Environment.PROD and self.database.is_sqlite:
@@ -572,7 +581,7 @@ def _origin(value: str) -> str:
 
     A wildcard is refused: each environment names the SPA origins it serves.
     """
-    text = value.strip().rstrip("/")
+    text = value.strip().rstrip("/").lower()  # browsers send origins in lower case
     parts = urlsplit(text)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise ValueError(f"CORS origin must be http(s)://host[:port], not {value!r}")

@@ -190,3 +190,15 @@ class TestCookieMode:
         Settings(env=Environment.LOCAL, session={"refresh_after_expiry_s": 604_800})
         with pytest.raises(ValidationError):
             Settings(env=Environment.LOCAL, session={"refresh_after_expiry_s": 604_801})
+
+
+@pytest.mark.parametrize("env", [Environment.DEV, Environment.INT, Environment.PROD])
+def test_deployed_environments_refuse_plain_http_cors_origins(env: Environment) -> None:
+    """CORS allows credentials, so a rewritable http page must not be an allowed origin."""
+    with pytest.raises(ValidationError, match="plain-http CORS origins"):
+        Settings(env=env, **{**DEPLOYED, "cors_origins": ["http://app.example.com"]})
+    allowed = Settings(
+        env=Environment.DEV,
+        **{**DEPLOYED, "cors_origins": ["https://App.Example.com", "http://127.0.0.1:5173"]},
+    )
+    assert allowed.cors_origins == ["https://app.example.com", "http://127.0.0.1:5173"]

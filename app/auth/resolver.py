@@ -215,8 +215,8 @@ class PrincipalResolver:
                 return principal
         # Three memcached round trips per validation: the miss, this add and the set of the
         # answer. Not re-read after the add: a worker that stored its answer and let go in
-        # between costs one validation more, which is rare and harmless. And not let go after
-        # a success: the waiters read the answer, not the lock, which runs out on its own.
+        # between costs one validation more, which is rare and harmless. And not let go once
+        # the answer is stored: the waiters read the answer, not the lock, which runs out.
         try:
             self.validations += 1
             self.metrics.token_validations.inc()
@@ -226,7 +226,10 @@ class PrincipalResolver:
                 principal, ttl = await self._validate_opaque(token)
             if await self._revoked(key, principal):
                 raise Unauthorized("The access token was revoked (logged out).")
-            await self._keep(key, principal, ttl)
+            if not await self._keep(key, principal, ttl):
+                # nothing in memcached for the waiters to read (a token in its expiry leeway,
+                # memcached failing): let go, or each would wait out the lock
+                await lock.release()
             if self._revocations.denies(_digest(key), principal.sub, principal.issued_at):
                 # a logout in this process landed while the validation was in flight
                 self._local.discard(key)
@@ -339,11 +342,12 @@ class PrincipalResolver:
         await self.remember_profile(sub, profile)
         return profile, True
 
-    async def _keep(self, key: str, principal: Principal, ttl: float) -> None:
+    async def _keep(self, key: str, principal: Principal, ttl: float) -> bool:
+        """Keep ``principal`` in both tiers; True when memcached has it (waiters can read it)."""
         if ttl <= 0:
-            return
+            return False
         self._local.put(key, principal, ttl)
-        await self._cache.set(key, self._sealer.seal(key, principal.to_bytes()), ttl)
+        return await self._cache.set(key, self._sealer.seal(key, principal.to_bytes()), ttl)
 
 
 def _digest(key: str) -> str:

@@ -28,9 +28,11 @@ def normalise(
 @functools.lru_cache(maxsize=4096)  # the same few peers ask again and again: parse each once
 def _parse(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return normalise(ipaddress.ip_address(value.strip()))
+        address = normalise(ipaddress.ip_address(value.strip()))
     except ValueError:
         return None
+    # an IPv6 zone (fe80::1%eth0) is free text after the %: no client sends one through a proxy
+    return None if getattr(address, "scope_id", None) else address
 
 
 def _trusted(

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -206,6 +207,14 @@ class UpstreamUnavailable(GatewayError):
         super().__init__(description, headers={"Retry-After": str(max(1, int(retry_after)))})
 
 
+class DatabaseUnavailable(GatewayError):
+    """The database did not answer in time, or refused (503): try again shortly."""
+
+    status_code = 503
+    code = "database_unavailable"
+    description = "The database is unavailable; try again shortly."
+
+
 class SessionStoreUnavailable(GatewayError):
     """The database that records sessions and revocations did not answer (503).
 
@@ -278,6 +287,12 @@ async def _on_client_disconnect(_: Request, exc: Exception) -> Response:
     return Response(status_code=499)
 
 
+async def _on_database_error(_: Request, exc: Exception) -> JSONResponse:
+    # an outage, not a bug: one line, no traceback
+    log.warning("database unavailable: %s", type(exc).__name__)
+    return error_response(DatabaseUnavailable())
+
+
 async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error: %s", type(exc).__name__)
     return error_response(GatewayError())
@@ -289,6 +304,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(ClientDisconnect, _on_client_disconnect)
+    # SQLAlchemy's errors (a pool that stays empty, a connection lost, the driver's, wrapped)
+    app.add_exception_handler(SQLAlchemyError, _on_database_error)
     app.add_exception_handler(Exception, _on_unexpected)
 
 

@@ -67,6 +67,7 @@ _EXCLUDED_URLS = "/healthz$,/readyz$,/metrics$"
 # attributes whose value may carry a query string (old and stable HTTP conventions)
 _URL_ATTRIBUTES = ("http.url", "url.full", "http.target")
 _QUERY_ATTRIBUTES = ("url.query",)
+_PATH_ATTRIBUTES = ("url.path",)
 _SECRET_HEADERS = ("authorization", "cookie", "set-cookie", "proxy-authorization", "x-api-key")
 REDACTED = "REDACTED"
 
@@ -264,8 +265,15 @@ def _masked(attributes: Mapping[str, object]) -> dict[str, str]:
     """What to overwrite in ``attributes`` so that no query string or credential header stays."""
     masked: dict[str, str] = {}
     for name, value in attributes.items():
-        if name in _URL_ATTRIBUTES and isinstance(value, str) and "?" in value:
-            masked[name] = _scrubbed_url(value)
+        if name in _URL_ATTRIBUTES and isinstance(value, str):
+            # no query string; and the path masked as the access line masks it
+            clean = gateway_logging.redact(_scrubbed_url(value) if "?" in value else value)
+            if clean != value:
+                masked[name] = clean
+        elif name in _PATH_ATTRIBUTES and isinstance(value, str):
+            clean = gateway_logging.redact(value)
+            if clean != value:
+                masked[name] = clean
         elif (name in _QUERY_ATTRIBUTES and value != REDACTED) or (
             name.startswith(("http.request.header.", "http.response.header."))
             and name.rsplit(".", 1)[-1].replace("_", "-") in _SECRET_HEADERS

@@ -13,7 +13,7 @@ from app.auth.principal import Principal
 from app.deps.database import DatabaseSession
 from app.deps.security import RequireScopes
 from app.http.body_limit import BodyLimitRoute
-from app.http.errors import BadRequest
+from app.http.errors import BadRequest, DatabaseUnavailable
 from app.http.responses import error_responses
 from app.services import Services
 from app.venues.cursor import CURSOR_MAX_CHARS, Cursor
@@ -96,7 +96,8 @@ IfMatch = Annotated[
 @router.get(
     "",
     responses=error_responses(
-        BadRequest("The cursor is not one this API issued; start again from the first page.")
+        BadRequest("The cursor is not one this API issued; start again from the first page."),
+        DatabaseUnavailable,
     ),
 )
 async def list_venues(
@@ -143,7 +144,7 @@ async def list_venues(
     "/{venue_id}",
     responses={
         200: {"headers": _ETAG_HEADER},
-        **error_responses(VenueNotFound),
+        **error_responses(VenueNotFound, DatabaseUnavailable),
     },
 )
 async def get_venue(
@@ -160,7 +161,7 @@ async def get_venue(
     status_code=status.HTTP_201_CREATED,
     responses={
         201: {"headers": {**_ETAG_HEADER, **_LOCATION_HEADER}},
-        **error_responses(DuplicateVenue),
+        **error_responses(DuplicateVenue, DatabaseUnavailable),
     },
 )
 async def create_venue(
@@ -178,7 +179,12 @@ async def create_venue(
     responses={
         200: {"headers": _ETAG_HEADER},
         **error_responses(
-            _BAD_IF_MATCH, VenueNotFound, DuplicateVenue, PreconditionFailed, PreconditionRequired
+            _BAD_IF_MATCH,
+            VenueNotFound,
+            DuplicateVenue,
+            PreconditionFailed,
+            PreconditionRequired,
+            DatabaseUnavailable,
         ),
     },
 )
@@ -200,7 +206,9 @@ async def update_venue(
 @router.delete(
     "/{venue_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(_BAD_IF_MATCH, VenueNotFound, PreconditionFailed),
+    responses=error_responses(
+        _BAD_IF_MATCH, VenueNotFound, PreconditionFailed, DatabaseUnavailable
+    ),
 )
 async def delete_venue(
     venue_id: VenueId, _: Deleter, venues: Venues, if_match: IfMatch = None

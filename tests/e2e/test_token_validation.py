@@ -362,3 +362,19 @@ def test_short_introspection_secrets_are_refused_at_start_up() -> None:
     with pytest.raises(ValueError, match="at least 32 characters; too short for: svc") as error:
         Settings(introspection={"clients": {"svc": "short-secret"}})
     assert "short-secret" not in str(error.value)
+
+
+async def test_a_token_in_its_expiry_leeway_does_not_wait_on_its_own_lock(
+    gateway_factory: Callable[..., Any],
+    emulator: RunningEmulator,
+    emulator_http: httpx.AsyncClient,
+) -> None:
+    """Past ``exp`` but within the leeway the answer is not cached; the lock must not be kept."""
+    emulator.tenant.resource_servers["https://api.venues.local"].token_lifetime = 1
+    gateway, settings = await gateway_factory(auth0={"leeway_s": 30})
+    token = await direct_token(emulator_http)
+    await asyncio.sleep(1.5)
+    for _ in range(3):
+        started = time.monotonic()
+        assert (await gateway.get("/auth/me", headers=bearer(token))).status_code == 200
+        assert time.monotonic() - started < settings.auth0.lock_wait_s

@@ -167,3 +167,10 @@ class TestIPv4MappedAddresses:
         second = _limit_key(client_ip(request_from("::ffff:203.0.113.10"), []))
         assert first != second
         assert _limit_key("::ffff:203.0.113.9") == _limit_key("203.0.113.9")
+
+    def test_a_forwarded_ipv6_zone_is_not_an_address(self) -> None:
+        """``fe80::1%<anything>`` parses as an address whose zone is free text: refused."""
+        proxies = [ipaddress.ip_network("127.0.0.0/8")]
+        zoned = "fe80::1%eyJhbGciOiJSUzI1NiJ9"
+        assert client_ip(request_from("127.0.0.1", zoned), proxies) == "127.0.0.1"
+        assert client_ip(request_from(zoned), []) == zoned  # the server's own word, not a header
