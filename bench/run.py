@@ -36,7 +36,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -61,6 +60,7 @@ from bench.load import OpenLoopRun, Run, run_hey, run_wrk
 from bench.procs import ROOT, Pinning, Process, Server, free_port, wait_until
 from bench.report import load_average, machine, table
 from tests.db.postgres import PostgresProcess  # the tests' throw-away server, reused
+from tests.servers import memcached_stats
 
 RESULTS_DIR = ROOT / "bench" / "results"
 
@@ -528,20 +528,8 @@ class Bench:
 
     def _memcached_commands(self) -> int:
         """Commands memcached has served so far (a multi-key get counts once per key)."""
-        with socket.create_connection(("127.0.0.1", self.memcached_port), timeout=5) as sock:
-            sock.sendall(b"stats\r\n")
-            data = b""
-            while not data.endswith(b"END\r\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        stats = {}
-        for line in data.decode().splitlines():
-            parts = line.split()
-            if len(parts) == 3 and parts[0] == "STAT":
-                stats[parts[1]] = parts[2]
-        return sum(int(stats.get(name, 0)) for name in MEMCACHED_COMMANDS)
+        stats = memcached_stats(self.memcached_port)
+        return sum(stats.get(name, 0) for name in MEMCACHED_COMMANDS)
 
     def _check_bodies(self) -> None:
         me = self.client.get(f"{self.gateway.url}/auth/me", headers=self._bearer(self.token))

@@ -76,6 +76,24 @@ class UvicornThread:
         self._thread.join(timeout=10)
 
 
+def memcached_stats(port: int) -> dict[str, int]:
+    """memcached's own counters (``stats``): ``get_hits``, ``get_misses``, ``curr_items``..."""
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.sendall(b"stats\r\n")
+        data = b""
+        while not data.endswith(b"END\r\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    stats = {}
+    for line in data.decode().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "STAT" and parts[2].isdigit():
+            stats[parts[1]] = int(parts[2])
+    return stats
+
+
 class MemcachedProcess:
     """A real memcached on 127.0.0.1, which tests may stop and start again on the same port."""
 

@@ -15,18 +15,16 @@ while another refreshes never hold a stale cookie.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 import jwt
 from sqlalchemy import select, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.auth.cipher import SessionCipher
@@ -34,10 +32,10 @@ from app.auth.flow import AuthFlow
 from app.auth.models import AuthSession, SessionToken
 from app.auth.principal import Principal
 from app.auth.resolver import PrincipalResolver
-from app.auth.sessions import SessionStore
+from app.auth.sessions import SessionStore, store_guard
 from app.cache import LocalTier, secret_digest
 from app.db.engine import single_statement_reads
-from app.http.errors import SessionStoreUnavailable, Unauthorized
+from app.http.errors import Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -246,11 +244,5 @@ class BrowserSessions:
             self._local.discard(key)
         return new
 
-    @asynccontextmanager
-    async def _guard(self, what: str) -> AsyncIterator[None]:
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                yield
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
-            log.warning("browser sessions: could not %s (%s)", what, type(exc).__name__)
-            raise SessionStoreUnavailable() from exc
+    def _guard(self, what: str) -> AbstractAsyncContextManager[None]:
+        return store_guard(what, self._timeout_s)

@@ -18,7 +18,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -629,14 +629,20 @@ class SessionStore:
     def _decrypt_all(self, sealed: Any) -> list[SecretStr]:
         return [value for value in map(self._decrypt_refresh, sealed) if value is not None]
 
-    @asynccontextmanager
-    async def _guard(self, what: str) -> AsyncIterator[None]:
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                yield
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
-            log.warning("session store: could not %s (%s)", what, type(exc).__name__)
-            raise SessionStoreUnavailable() from exc
+    def _guard(self, what: str) -> AbstractAsyncContextManager[None]:
+        return store_guard(what, self._timeout_s)
+
+
+@asynccontextmanager
+async def store_guard(what: str, timeout_s: float) -> AsyncIterator[None]:
+    """Around the session store's database work: at most ``timeout_s``, and a failure (or the
+    timeout) answered as :class:`SessionStoreUnavailable`, logged as ``could not <what>``."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            yield
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        log.warning("session store: could not %s (%s)", what, type(exc).__name__)
+        raise SessionStoreUnavailable() from exc
 
 
 def _session_of(digest: str) -> Any:

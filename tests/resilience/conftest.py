@@ -7,7 +7,6 @@ the suite alone (with ``tests/e2e/test_failures.py``, which carries the marker t
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -103,21 +102,3 @@ async def run_load(
         if error is not None:
             raise error
     return load
-
-
-def memcached_stats(port: int) -> dict[str, int]:
-    """memcached's own counters (``stats``): ``get_hits``, ``get_misses``, ``curr_items``..."""
-    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-        sock.sendall(b"stats\r\n")
-        data = b""
-        while not data.endswith(b"END\r\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    stats = {}
-    for line in data.decode().splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == "STAT" and parts[2].isdigit():
-            stats[parts[1]] = int(parts[2])
-    return stats

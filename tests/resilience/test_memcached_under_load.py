@@ -18,8 +18,8 @@ import pytest
 from tests.conftest import RunningEmulator
 from tests.e2e.conftest import ADMIN, VIEWER, bearer, emulator_stats, login
 from tests.e2e.test_token_validation import direct_token, forged
-from tests.resilience.conftest import memcached_stats, run_load
-from tests.servers import MemcachedProcess
+from tests.resilience.conftest import run_load
+from tests.servers import MemcachedProcess, memcached_stats
 
 pytestmark = pytest.mark.resilience
 
