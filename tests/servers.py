@@ -94,7 +94,31 @@ def memcached_stats(port: int) -> dict[str, int]:
     return stats
 
 
-class MemcachedProcess:
+class LoopbackProcess:
+    """A server program of the tests on a loopback ``port``: started, waited for, stopped."""
+
+    port: int
+    _proc: subprocess.Popen[bytes] | None = None
+
+    def _launch(self, argv: list[str]) -> None:
+        """Run ``argv`` (its output dropped) and wait until ``port`` accepts connections."""
+        self._proc = subprocess.Popen(  # noqa: S603 - argv built by the tests, no shell
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for_port(self.port)
+
+    def _end(self, *, kill: bool = False, timeout_s: float = 5) -> None:
+        """SIGKILL (``kill``) or SIGTERM, then wait; nothing when not running."""
+        if self._proc is not None:
+            if kill:
+                self._proc.kill()
+            else:
+                self._proc.terminate()
+            self._proc.wait(timeout=timeout_s)
+            self._proc = None
+
+
+class MemcachedProcess(LoopbackProcess):
     """A real memcached on 127.0.0.1, which tests may stop and start again on the same port."""
 
     def __init__(self, port: int | None = None, *, memory_mb: int = 64) -> None:
@@ -103,11 +127,10 @@ class MemcachedProcess:
         self.memory_mb = memory_mb
         self.port = port or free_port()
         self.url = f"memcached://127.0.0.1:{self.port}"
-        self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> MemcachedProcess:
         """Start memcached and wait for its port."""
-        self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        self._launch(
             [
                 self.binary,
                 "-l",
@@ -122,19 +145,13 @@ class MemcachedProcess:
                 "root",
                 "-c",
                 "1024",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            ]
         )
-        wait_for_port(self.port)
         return self
 
     def stop(self) -> None:
         """Kill memcached (its data is gone)."""
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait(timeout=5)
-            self._proc = None
+        self._end(kill=True)
 
     def pause(self) -> None:
         """Freeze memcached (SIGSTOP): connections open, no answers, its data kept."""
@@ -224,7 +241,7 @@ class MemcachedProcess:
         return keys
 
 
-class TwemproxyProcess:
+class TwemproxyProcess(LoopbackProcess):
     """twemproxy (Debian's ``nutcracker``) on 127.0.0.1 in front of memcached ``backends``.
 
     Consistent hashing (ketama) over the backends, a failed backend ejected for two seconds.
@@ -249,11 +266,10 @@ class TwemproxyProcess:
                 "  server_failure_limit: 1\n"
                 f"  servers:\n{servers}"
             )
-        self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> TwemproxyProcess:
         """Start twemproxy and wait for its port."""
-        self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        self._launch(
             [
                 self.binary,
                 "-c",
@@ -264,16 +280,10 @@ class TwemproxyProcess:
                 str(self.stats_port),
                 "-v",
                 "4",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            ]
         )
-        wait_for_port(self.port)
         return self
 
     def stop(self) -> None:
         """Stop twemproxy."""
-        if self._proc is not None:
-            self._proc.terminate()
-            self._proc.wait(timeout=5)
-            self._proc = None
+        self._end()

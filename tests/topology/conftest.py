@@ -17,7 +17,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from tests.conftest import RunningEmulator, start_emulator
-from tests.servers import MemcachedProcess, free_port, wait_for_port
+from tests.servers import LoopbackProcess, MemcachedProcess, free_port, wait_for_port
 
 REPLICAS = 3
 
@@ -55,7 +55,7 @@ class Replica:
         return code
 
 
-class Haproxy:
+class Haproxy(LoopbackProcess):
     """HAProxy (Debian's package) in front of the replicas, with its runtime API on a socket."""
 
     def __init__(self, replicas: list[Replica], directory: Path) -> None:
@@ -94,26 +94,17 @@ class Haproxy:
             f"{servers}"
         )
         self.binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
-        self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Haproxy:
         check = subprocess.run(  # noqa: S603 - fixed argv
             [self.binary, "-c", "-f", str(self.config)], capture_output=True, check=False
         )
         assert check.returncode == 0, check.stdout + check.stderr
-        self._proc = subprocess.Popen(  # noqa: S603 - fixed argv
-            [self.binary, "-db", "-f", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port)
+        self._launch([self.binary, "-db", "-f", str(self.config)])
         return self
 
     def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            self._proc.wait(timeout=10)
-            self._proc = None
+        self._end(timeout_s=10)
 
     def command(self, line: str) -> str:
         """One command on the runtime API."""
