@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 OVERLAP_S = 60
 _WARN_EVERY_S = 60.0
+_STOP_WAIT_S = 10.0
+"""At shutdown, how long the sync loop may take to finish the read it is in."""
 
 Listener = Callable[[RevocationEntry], object]
 
@@ -51,6 +53,7 @@ class RevocationList:
         self._listeners: list[Listener] = []
         self._cursor: int | None = None
         self._wake = asyncio.Event()
+        self._stopping = False
         self._last_warning = -_WARN_EVERY_S
         self.synced_at: float | None = None
 
@@ -108,8 +111,8 @@ class RevocationList:
         return self.synced_at is not None
 
     async def run(self) -> None:
-        """Keep in step until cancelled: every ``sync_interval_s``, and on :meth:`wake`."""
-        while True:
+        """Keep in step until stopped: every ``sync_interval_s``, and on :meth:`wake`."""
+        while not self._stopping:
             try:
                 await self.sync()
             except Exception as exc:  # the loop must outlive any failure, or logouts stop arriving
@@ -149,6 +152,13 @@ class RevocationList:
             )
 
         async def stop() -> None:
+            # The sync loop is let finish its read rather than cancelled inside it: a task
+            # cancelled while SQLAlchemy checks a connection out or in can lose the connection.
+            self._stopping = True
+            self.wake()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_STOP_WAIT_S):  # the read is bounded by the store
+                    await asyncio.shield(tasks[0])
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

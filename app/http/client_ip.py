@@ -12,6 +12,7 @@ import ipaddress
 from collections.abc import Sequence
 
 from starlette.requests import Request
+from starlette.types import Scope
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -41,13 +42,6 @@ def _trusted(
     return any(address.version == net.version and address in net for net in proxies)
 
 
-def is_trusted_peer(host: str, trusted_proxies: Sequence[Network]) -> bool:
-    """True when ``host`` (a TCP peer) is one of ``trusted_proxies``: its ``X-Forwarded-For``
-    counts, so the client IP depends on the request, not on the peer alone."""
-    address = _parse(host)
-    return address is not None and _trusted(address, trusted_proxies)
-
-
 def client_ip(request: Request, trusted_proxies: Sequence[Network]) -> str | None:
     """The address to treat as the caller's.
 
@@ -55,18 +49,31 @@ def client_ip(request: Request, trusted_proxies: Sequence[Network]) -> str | Non
     from the right, skipping further trusted proxies, so a client cannot spoof its address by
     sending the header itself (a forged left-most entry is never reached).
     """
-    peer = request.client.host if request.client else None
+    return scope_client_ip(request.scope, trusted_proxies)
+
+
+def scope_client_ip(scope: Scope, trusted_proxies: Sequence[Network]) -> str | None:
+    """:func:`client_ip` of an ASGI ``scope`` (no :class:`Request` needed: the access line)."""
+    client = scope.get("client")
+    peer = client[0] if client else None
     peer_address = _parse(peer) if peer else None
     if peer_address is None:
         return peer  # not an IP (a Unix socket, a test transport): as the server reported it
-    if not _trusted(peer_address, trusted_proxies):
-        return str(peer_address)
-    forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
+    if not trusted_proxies or not _trusted(peer_address, trusted_proxies):
+        return _text(peer_address)
+    forwarded = ",".join(
+        value.decode("latin-1") for name, value in scope["headers"] if name == b"x-forwarded-for"
+    )
     hops = [hop for hop in (h.strip() for h in forwarded.split(",")) if hop]
     for hop in reversed(hops):
         address = _parse(hop)
         if address is None:
-            return str(peer_address)  # a malformed chain is not trusted at all
+            return _text(peer_address)  # a malformed chain is not trusted at all
         if not _trusted(address, trusted_proxies):
-            return str(address)
+            return _text(address)
     return str(_parse(hops[0])) if hops else peer
+
+
+@functools.lru_cache(maxsize=4096)
+def _text(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    return str(address)

@@ -20,10 +20,9 @@ import re
 import time
 from collections.abc import Sequence
 
-from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.http.client_ip import Network, client_ip, is_trusted_peer
+from app.http.client_ip import Network, scope_client_ip
 from app.observability import logging as gateway_logging
 from app.observability.logging import REDACTION_COMPLETE, redact, request_id_var
 from app.observability.metrics import Metrics
@@ -63,8 +62,6 @@ class ObservabilityMiddleware:
         self.app = app
         self._metrics = metrics
         self._trusted_proxies = trusted_proxies
-        # the client IP of a peer that is no proxy is the peer's own: worked out once each
-        self._direct_peers: dict[str, str | None] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one request (other scope types pass through untouched)."""
@@ -124,7 +121,7 @@ class ObservabilityMiddleware:
             "path": redact(scope.get("path", "")),
             "status": status,
             "duration_ms": round(seconds * 1000, 3),
-            "client_ip": self._client_ip(scope),
+            "client_ip": scope_client_ip(scope, self._trusted_proxies),
             "sub": state.get("sub"),
         }
         if gateway_logging.trace_ids is not None:
@@ -133,21 +130,6 @@ class ObservabilityMiddleware:
             if ids is not None:
                 fields["trace_id"], fields["span_id"] = ids
         log.handle(AccessRecord(level, method, route, status, fields))
-
-    def _client_ip(self, scope: Scope) -> str | None:
-        peer = scope.get("client")
-        host = peer[0] if peer else None
-        if host is not None and host in self._direct_peers:
-            return self._direct_peers[host]
-        address = client_ip(Request(scope), self._trusted_proxies)
-        if host is not None and not is_trusted_peer(host, self._trusted_proxies):
-            if len(self._direct_peers) >= _MAX_DIRECT_PEERS:
-                self._direct_peers.clear()
-            self._direct_peers[host] = address
-        return address
-
-
-_MAX_DIRECT_PEERS = 10_000
 
 
 class AccessRecord(logging.LogRecord):
