@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.auth.cipher import generate_key
+from app.auth.cipher import SessionCipher, generate_key
 from app.cache import MemcachedCache, cache_key
 from emulator.state import SigningKey
 from tests.conftest import RunningEmulator
@@ -133,7 +134,12 @@ class TestManagementToken:
         finally:
             await cache.close()
         assert stored is not None
-        assert b"eyJ" not in stored
+        plain = SessionCipher([key]).decrypt(stored)
+        assert plain is not None, "readable with the session key only"
+        management_token = json.loads(plain)["access_token"]
+        assert management_token.count(".") == 2, "a JWT, so the check below means something"
+        for part in management_token.split("."):
+            assert part.encode() not in stored
 
     async def test_a_token_auth0_no_longer_accepts_is_replaced(
         self,
