@@ -20,7 +20,7 @@ async def cookie_principal(request: Request, services: Services, handle: str) ->
     """The caller of a cookie request: CSRF checked for changes, the access token refreshed
     when due; a 401 also drops the cookie (it is worth nothing any more)."""
     settings = services.settings
-    check_csrf(request, settings.cors_origins)
+    check_csrf(request, settings.cors_origins, settings.trusted_proxies)
     try:
         return await services.browser.principal(handle)
     except Unauthorized as exc:

@@ -42,6 +42,14 @@ def _trusted(
     return any(address.version == net.version and address in net for net in proxies)
 
 
+def peer_is_trusted(scope: Scope, trusted_proxies: Sequence[Network]) -> bool:
+    """Whether the TCP peer of ``scope`` is one of ``trusted_proxies`` (its forwarding headers
+    may then be believed)."""
+    client = scope.get("client")
+    address = _parse(client[0]) if client and trusted_proxies else None
+    return address is not None and _trusted(address, trusted_proxies)
+
+
 def client_ip(request: Request, trusted_proxies: Sequence[Network]) -> str | None:
     """The address to treat as the caller's.
 

@@ -12,15 +12,20 @@ show that it comes from a page the gateway trusts:
 
 Otherwise 403 ``csrf_failed``. Requests with a bearer token are not checked: no browser
 attaches that on its own.
+
+The gateway's own origin is the scheme and host the browser used. Behind a reverse proxy that
+terminates TLS the gateway itself sees plain http, so ``X-Forwarded-Proto`` and
+``X-Forwarded-Host`` are believed when, and only when, the TCP peer is a trusted proxy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
+from app.http.client_ip import Network, peer_is_trusted
 from app.http.errors import Forbidden
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -34,9 +39,28 @@ class CsrfFailed(Forbidden):
     description = "The request did not come from an allowed origin."
 
 
-def own_origin(request: Request) -> str:
-    """The origin the request was sent to (the gateway's own, as the browser sees it)."""
-    return f"{request.url.scheme}://{request.url.netloc}"
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+def own_origin(request: Request, trusted_proxies: Sequence[Network] = ()) -> str | None:
+    """The origin the request was sent to (the gateway's own, as the browser sees it).
+
+    From a trusted proxy, its ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` (the first value
+    of each: the proxy nearest the browser) win over what the gateway sees. None when the
+    forwarded scheme is not http or https.
+    """
+    scheme, host = request.url.scheme, request.headers.get("host", "")
+    if peer_is_trusted(request.scope, trusted_proxies):
+        forwarded_proto = request.headers.get("x-forwarded-proto")
+        if forwarded_proto:
+            scheme = forwarded_proto.split(",", 1)[0].strip().lower()
+        forwarded_host = request.headers.get("x-forwarded-host")
+        if forwarded_host:
+            host = forwarded_host.split(",", 1)[0].strip()
+    if scheme not in _DEFAULT_PORTS or not host:
+        return None
+    host = host.lower().removesuffix(_DEFAULT_PORTS[scheme])
+    return f"{scheme}://{host}"
 
 
 def request_origin(request: Request) -> str | None:
@@ -61,7 +85,11 @@ CSRF_REFUSALS = (CsrfFailed(_NO_ORIGIN), CsrfFailed(_FOREIGN_ORIGIN), CsrfFailed
 """The check's three answers, for the OpenAPI document of the routes it guards."""
 
 
-def check_csrf(request: Request, allowed_origins: Collection[str]) -> None:
+def check_csrf(
+    request: Request,
+    allowed_origins: Collection[str],
+    trusted_proxies: Sequence[Network] = (),
+) -> None:
     """Raise :class:`CsrfFailed` unless an unsafe request comes from an allowed origin with
     ``X-Requested-With``; safe methods pass."""
     if request.method not in UNSAFE_METHODS:
@@ -69,7 +97,7 @@ def check_csrf(request: Request, allowed_origins: Collection[str]) -> None:
     origin = request_origin(request)
     if origin is None:
         raise CsrfFailed(_NO_ORIGIN)
-    if origin not in allowed_origins and origin != own_origin(request):
+    if origin not in allowed_origins and origin != own_origin(request, trusted_proxies):
         raise CsrfFailed(_FOREIGN_ORIGIN)
     if CSRF_HEADER.lower() not in request.headers:
         raise CsrfFailed(_NO_HEADER)

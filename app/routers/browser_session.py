@@ -48,7 +48,7 @@ async def create_session(
 ) -> PrincipalOut:
     """Log a browser in: a session cookie (HttpOnly) and the profile, never a token."""
     settings = services.settings
-    check_csrf(request, settings.cors_origins)
+    check_csrf(request, settings.cors_origins, settings.trusted_proxies)
     previous = session_handle(request, services)
     ip = client_ip(request, settings.trusted_proxies)
     login = await services.browser.login(credentials.username, credentials.password, client_ip=ip)
@@ -77,7 +77,7 @@ async def create_session(
 )
 async def delete_session(request: Request, services: ServicesDep, response: Response) -> None:
     """Log a browser out: the session ends everywhere and the cookie is cleared."""
-    check_csrf(request, services.settings.cors_origins)
+    check_csrf(request, services.settings.cors_origins, services.settings.trusted_proxies)
     handle = session_handle(request, services)
     if handle is not None:
         await services.browser.logout(handle)

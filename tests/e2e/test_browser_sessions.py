@@ -242,6 +242,31 @@ class TestCookieRequests:
         )
         assert deleted.status_code == 204
 
+    @pytest.mark.parametrize("trusted", [True, False])
+    async def test_one_origin_behind_a_proxy_that_terminates_tls(
+        self, gateway_factory: Factory, trusted: bool
+    ) -> None:
+        """The SPA and the gateway on https://venues.example through a proxy (the test client's
+        127.0.0.1), which talks plain http to the gateway: its own origin passes only when the
+        proxy is trusted to say what the browser used."""
+        proxies = ["127.0.0.0/8"] if trusted else []
+        gateway, _ = await cookie_gateway(gateway_factory, trusted_proxies=proxies)
+        handle, _ = await browser_login(gateway, ADMIN)
+        through_proxy = {
+            "Origin": "https://venues.example",
+            "X-Requested-With": "fetch",
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "venues.example",
+        }
+        response = await gateway.post(
+            "/venues", json=VENUE, headers=cookie(handle, **through_proxy)
+        )
+        if trusted:
+            assert response.status_code == 201, response.text
+        else:
+            assert response.status_code == 403
+            assert response.json()["error"] == "csrf_failed"
+
     async def test_bearer_requests_are_not_checked(self, gateway_factory: Factory) -> None:
         gateway, _ = await cookie_gateway(gateway_factory)
         token = await login(gateway, ADMIN)
