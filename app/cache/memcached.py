@@ -88,9 +88,10 @@ class MemcachedCache:
 
     Circuit breaker (:attr:`breaker`): after ``breaker_threshold`` consecutive timeouts of
     commands sent to memcached, every operation returns its failure value at once, without
-    touching memcached, until a background ``version`` probe (one every ``breaker_cooldown_s``)
-    is answered. So a memcached that accepts connections but never answers costs the requests
-    that meet it about ``breaker_threshold`` timeouts in all, not one timeout per operation.
+    touching memcached, until a background probe (a ``get`` of :data:`PROBE_KEY`, one every
+    ``breaker_cooldown_s``) is answered. So a memcached that accepts connections but never
+    answers costs the requests that meet it about ``breaker_threshold`` timeouts in all, not
+    one timeout per operation.
     Failures that cost no waiting (a refused connection, an error reply) do not count, unless
     ``eject_on_error`` (a node of a pool, whose keys the other nodes serve while its breaker is
     open); an answer resets the count.

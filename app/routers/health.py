@@ -5,17 +5,27 @@ by its own, shorter timeout), so a probe answers within about two seconds whatev
 While memcached's circuit breaker is open the cache component answers at once and says so.
 With a memcached pool the cache is ready while at least one node answers (the others' keys go
 to it), and ``nodes`` reports each node.
+
+memcached and the database are shared by every replica: were their failure a 503, every
+replica would leave the load balancer at once, although each still serves (memcached down:
+through the database and the in-process tier; the database down: cached tokens, and new ones
+checked against the revocations this process has read). So their failure is 200
+``degraded``; 503 ``not_ready`` only when this replica cannot serve what another could: no
+signing keys of the tenant, or the database unreachable before this process ever read the
+revocations (a new token cannot be checked). Each change of status is logged once (WARNING
+away from ``ready``, INFO back to it); the probes' own access lines stay at DEBUG.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import text
@@ -23,6 +33,8 @@ from sqlalchemy import text
 from app.cache import MemcachedCache, MemcachedPool
 from app.deps.security import ServicesDep
 from app.services import Services
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["operations"])
 
@@ -55,10 +67,21 @@ class Component(BaseModel):
     )
 
 
+Status = Literal["ready", "degraded", "not_ready"]
+
+
 class Readiness(BaseModel):
     """Whether the gateway can serve, component by component."""
 
-    status: Literal["ready", "not_ready"] = Field(examples=["ready"])
+    status: Status = Field(
+        examples=["ready"],
+        description=(
+            "ready: every component answers. degraded (still 200): memcached or the database "
+            "fails, shared by every replica; this one keeps serving. not_ready (503): this "
+            "replica cannot serve: no signing keys of the tenant, or the database unreachable "
+            "before this process ever read the revocations."
+        ),
+    )
     components: dict[str, Component] = Field(
         description="cache (memcached or memory), jwks (the tenant's signing keys), database.",
         examples=[
@@ -148,7 +171,54 @@ async def _database(services: Services) -> Component:
         return True
 
     ok, detail = await _timed(select_one(), COMPONENT_TIMEOUT_S)
+    if not ok:
+        if services.revocations.loaded:
+            detail += "; new tokens are checked against the revocations this process has read"
+        else:
+            detail += "; this process has never read the revocations: new tokens cannot be checked"
     return Component(ok=ok, backend=engine.dialect.name, detail=detail)
+
+
+def _status(services: Services, components: dict[str, Component]) -> Status:
+    if all(component.ok for component in components.values()):
+        return "ready"
+    if not components["jwks"].ok:
+        return "not_ready"
+    if not components["database"].ok and not services.revocations.loaded:
+        return "not_ready"
+    return "degraded"
+
+
+class _StatusLog:
+    """The last status a probe found, so that each change is logged once, not each probe."""
+
+    def __init__(self) -> None:
+        self.status: Status = "ready"
+
+    def observe(self, status: Status, components: dict[str, Component]) -> None:
+        if status == self.status:
+            return
+        previous, self.status = self.status, status
+        if status == "ready":
+            log.info("readiness: ready again (was %s)", previous)
+            return
+        failing = "; ".join(
+            f"{name}: {component.detail}"
+            for name, component in components.items()
+            if not component.ok
+        )
+        answer = (
+            "still serving, /readyz answers 200" if status == "degraded" else "/readyz answers 503"
+        )
+        log.warning("readiness: %s (was %s), %s; %s", status, previous, answer, failing)
+
+
+def _status_log(request: Request) -> _StatusLog:
+    state = request.app.state
+    status_log = getattr(state, "readiness_log", None)
+    if not isinstance(status_log, _StatusLog):
+        status_log = state.readiness_log = _StatusLog()
+    return status_log
 
 
 @router.get("/healthz")
@@ -160,17 +230,34 @@ async def get_health() -> Health:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    responses={503: {"model": Readiness, "description": "A component is not ready (ok false)."}},
+    responses={
+        200: {
+            "description": (
+                "This replica can serve: ready, or degraded (memcached or the database, shared "
+                "by every replica, fails; each failing component says so with ok false)."
+            )
+        },
+        503: {
+            "model": Readiness,
+            "description": (
+                "not_ready: this replica cannot serve (no signing keys of the tenant, or the "
+                "database unreachable before this process ever read the revocations)."
+            ),
+        },
+    },
 )
-async def get_readiness(services: ServicesDep) -> JSONResponse:
+async def get_readiness(request: Request, services: ServicesDep) -> JSONResponse:
     """Readiness: memcached answers in time, the tenant's keys are at hand, the database answers.
 
-    No permission. 503 names each component that is not ready.
+    No permission. 200 ``ready``, or 200 ``degraded`` when memcached or the database fails
+    (shared by every replica; this one still serves); 503 ``not_ready`` only when this replica
+    cannot serve. Each component that fails says so (ok false) with its detail.
     """
     cache, jwks, database = await asyncio.gather(
         _cache(services), _jwks(services), _database(services)
     )
     components = {"cache": cache, "jwks": jwks, "database": database}
-    ready = all(component.ok for component in components.values())
-    body = Readiness(status="ready" if ready else "not_ready", components=components)
-    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+    status = _status(services, components)
+    _status_log(request).observe(status, components)
+    body = Readiness(status=status, components=components)
+    return JSONResponse(body.model_dump(), status_code=503 if status == "not_ready" else 200)

@@ -1,12 +1,22 @@
-"""``/healthz`` touches nothing; ``/readyz`` names the component that is not ready."""
+"""``/healthz`` touches nothing; ``/readyz`` names the component that fails, and answers 503 only
+when this replica cannot serve (memcached or the database down is 200 ``degraded``)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+from sqlalchemy import text
+
+from app.db import migrations
+from app.db.engine import create_engine
+from settings import DatabaseSettings
+from tests.db.postgres import PostgresProcess
+from tests.e2e.conftest import bearer, login
 from tests.observability.scrape import sample, scrape
 from tests.servers import MemcachedProcess, free_port
 
@@ -25,17 +35,18 @@ async def test_ready_with_every_component(gateway_factory: Factory) -> None:
     assert body["components"]["database"]["backend"] == "sqlite"
 
 
-async def test_memcached_down_is_not_ready_and_named(
+async def test_memcached_down_is_degraded_and_named(
     gateway_factory: Factory, memcached: MemcachedProcess
 ) -> None:
     gateway, settings = await gateway_factory(cache_url=memcached.url)
     assert (await gateway.get("/readyz")).status_code == 200
     memcached.stop()
 
+    # shared by every replica: a 503 would take them all out of rotation at once
     response = await gateway.get("/readyz")
-    assert response.status_code == 503
+    assert response.status_code == 200
     body = response.json()
-    assert body["status"] == "not_ready"
+    assert body["status"] == "degraded"
     cache = body["components"]["cache"]
     assert cache["ok"] is False
     assert cache["backend"] == "memcached"
@@ -49,9 +60,36 @@ async def test_memcached_back_is_ready_again(
 ) -> None:
     gateway, _ = await gateway_factory(cache_url=memcached.url)
     memcached.stop()
-    assert (await gateway.get("/readyz")).status_code == 503
+    assert (await gateway.get("/readyz")).json()["status"] == "degraded"
     memcached.start()
-    assert (await gateway.get("/readyz")).status_code == 200
+    response = await gateway.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ready"
+
+
+async def test_each_change_of_status_is_logged_once(
+    gateway_factory: Factory, memcached: MemcachedProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway, _ = await gateway_factory(cache_url=memcached.url)
+    caplog.set_level(logging.DEBUG)
+    assert (await gateway.get("/readyz")).json()["status"] == "ready"
+    memcached.stop()
+    for _ in range(3):
+        assert (await gateway.get("/readyz")).json()["status"] == "degraded"
+    memcached.start()
+    for _ in range(2):
+        assert (await gateway.get("/readyz")).json()["status"] == "ready"
+
+    changes = [r for r in caplog.records if r.name == "app.routers.health"]
+    assert [(r.levelno, r.getMessage().split(",")[0]) for r in changes] == [
+        (logging.WARNING, "readiness: degraded (was ready)"),
+        (logging.INFO, "readiness: ready again (was degraded)"),
+    ]
+    assert "still serving, /readyz answers 200" in changes[0].getMessage()
+    assert "cache: memcached did not answer" in changes[0].getMessage()
+    probes = [r for r in caplog.records if r.name == "app.access" and "/readyz" in r.getMessage()]
+    assert len(probes) == 6
+    assert {r.levelno for r in probes} == {logging.DEBUG}, "a degraded probe is a 200: DEBUG"
 
 
 async def test_frozen_memcached_opens_the_breaker_which_readyz_names(
@@ -67,12 +105,13 @@ async def test_frozen_memcached_opens_the_breaker_which_readyz_names(
     try:
         # each of the first probes waits out memcached's timeout; together they open it
         for _ in range(settings.cache.breaker_threshold):
-            assert (await gateway.get("/readyz")).status_code == 503
+            assert (await gateway.get("/readyz")).json()["status"] == "degraded"
 
         started = time.monotonic()
         response = await gateway.get("/readyz")
         elapsed = time.monotonic() - started
-        assert response.status_code == 503
+        assert response.status_code == 200
+        assert response.json()["status"] == "degraded"
         cache = response.json()["components"]["cache"]
         assert set(cache) == {"ok", "backend", "detail", "nodes"}
         assert cache["nodes"] is None
@@ -90,7 +129,7 @@ async def test_frozen_memcached_opens_the_breaker_which_readyz_names(
         memcached.resume()
 
     deadline = time.monotonic() + 5
-    while (response := await gateway.get("/readyz")).status_code != 200:
+    while (response := await gateway.get("/readyz")).json()["status"] != "ready":
         assert time.monotonic() < deadline, response.text
         await asyncio.sleep(0.1)
     assert sample(await scrape(gateway), "gateway_cache_breaker_open", node=node) == 0
@@ -129,8 +168,11 @@ async def test_a_pool_is_ready_while_one_node_answers_and_names_each(
         for server in servers[1:]:
             server.stop()
         response = await gateway.get("/readyz")
-        assert response.status_code == 503
-        assert response.json()["components"]["cache"]["detail"] == "0 of 3 nodes answer"
+        assert response.status_code == 200, "requests are still served, through the database"
+        assert response.json()["status"] == "degraded"
+        cache = response.json()["components"]["cache"]
+        assert cache["ok"] is False
+        assert cache["detail"] == "0 of 3 nodes answer"
     finally:
         for server in servers:
             server.stop()
@@ -142,6 +184,7 @@ async def test_unreachable_tenant_without_cached_keys_is_not_ready(
     gateway, _ = await gateway_factory(auth0={"domain": f"http://127.0.0.1:{free_port()}"})
     response = await gateway.get("/readyz")
     assert response.status_code == 503
+    assert response.json()["status"] == "not_ready"
     jwks = response.json()["components"]["jwks"]
     assert jwks["ok"] is False
     assert jwks["detail"].startswith("tenant keys unreachable")
@@ -157,3 +200,73 @@ async def test_liveness_needs_nothing(
     response = await gateway.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+async def test_database_lost_after_start_is_degraded(gateway_factory: Factory) -> None:
+    server = PostgresProcess().start()
+    try:
+        gateway, _ = await gateway_factory(database={"url": server.url, "timeout_s": 1})
+        token = await login(gateway)
+        assert (await gateway.get("/readyz")).json()["status"] == "ready"
+        server.stop()
+
+        # this process has read the revocations: it still checks new tokens against them
+        response = await gateway.get("/readyz")
+        assert response.status_code == 200
+        body = response.json()
+        assert body["status"] == "degraded"
+        database = body["components"]["database"]
+        assert database["ok"] is False
+        assert database["backend"] == "postgresql"
+        assert database["detail"].endswith(
+            "; new tokens are checked against the revocations this process has read"
+        )
+        assert body["components"]["cache"]["ok"] is True
+        assert body["components"]["jwks"]["ok"] is True
+        assert (await gateway.get("/auth/me", headers=bearer(token))).status_code == 200
+    finally:
+        server.stop()
+
+
+async def _may_not_read_revocations(server_url: str) -> str:
+    """Migrate the server's database, and a role that may use every table but the revocations:
+    a process logging in as it never reads them. That role's URL."""
+    engine = create_engine(DatabaseSettings(url=server_url))
+    try:
+        await migrations.upgrade(engine)
+        async with engine.begin() as connection:
+            for statement in (
+                "CREATE ROLE gateway LOGIN",
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO gateway",
+                "REVOKE SELECT ON auth_revocations FROM gateway",
+            ):
+                await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+    return server_url.replace("//postgres@", "//gateway@")
+
+
+async def test_database_lost_before_the_revocations_were_ever_read_is_not_ready(
+    gateway_factory: Factory,
+) -> None:
+    server = PostgresProcess().start()
+    try:
+        url = await _may_not_read_revocations(server.url)
+        gateway, _ = await gateway_factory(database={"url": url, "timeout_s": 1})
+        response = await gateway.get("/readyz")
+        assert response.json()["status"] == "ready", "the database answers: tokens are checked"
+        server.stop()
+
+        # a new token could be a logged-out one: this replica cannot serve it, others may
+        response = await gateway.get("/readyz")
+        assert response.status_code == 503
+        body = response.json()
+        assert body["status"] == "not_ready"
+        database = body["components"]["database"]
+        assert database["ok"] is False
+        assert database["detail"].endswith(
+            "; this process has never read the revocations: new tokens cannot be checked"
+        )
+        assert body["components"]["jwks"]["ok"] is True
+    finally:
+        server.stop()
