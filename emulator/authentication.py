@@ -1,9 +1,9 @@
 """Auth0's Authentication API: ``/oauth/token``, ``/userinfo``, ``/oauth/revoke``, discovery, JWKS.
 
-Wire format per ``reference/auth0-wire.md`` §1-§6: form or JSON bodies, ``client_secret_post``
-or ``client_secret_basic``, ``{"error", "error_description"}`` errors, and the plain-text 401 of
-``/userinfo`` with its reason in ``WWW-Authenticate``. The grants live in :mod:`emulator.grants`,
-the tokens they mint in :mod:`emulator.tokens`.
+Wire format per docs/emulator.md, "Auth0 wire facts it reproduces": form or JSON bodies,
+``client_secret_post`` or ``client_secret_basic``, ``{"error", "error_description"}`` errors,
+and the plain-text 401 of ``/userinfo`` with its reason in ``WWW-Authenticate``. The grants
+live in :mod:`emulator.grants`, the tokens they mint in :mod:`emulator.tokens`.
 """
 
 from __future__ import annotations

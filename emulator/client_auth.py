@@ -21,7 +21,7 @@ from starlette.datastructures import UploadFile
 from emulator.state import Client, Tenant
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-# Auth0's rate-limit answer text (wire reference §2, §9).
+# Auth0's rate-limit answer text (docs/emulator.md, "Errors of /oauth/token").
 RATE_LIMITED = (
     "Too many requests. Check the X-RateLimit-Limit, X-RateLimit-Remaining and "
     "X-RateLimit-Reset headers."

@@ -2,7 +2,7 @@
 
 :func:`exchange` checks the request in Auth0's order as far as it is known (grant type, client,
 grant enabled for the client, then the grant's own parameters) and raises :class:`OAuthError`
-with the exact ``error`` / ``error_description`` of ``reference/auth0-wire.md`` §2.
+with the exact ``error`` / ``error_description`` of docs/emulator.md, "Errors of /oauth/token".
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def exchange(
 
 
 def _login_ip(caller: AuthenticatedClient, peer_ip: str, forwarded_for: str | None) -> str:
-    """The end user's IP: attack protection and the same-user login limit key on it (§3).
+    """The end user's IP: attack protection and the same-user login limit key on it.
 
     ``auth0-forwarded-for`` counts only for a client that trusts it and proved itself with its
     secret; otherwise the header is ignored and the TCP peer is the user.

@@ -1,4 +1,4 @@
-"""The emulated Auth0 Management API v2 under ``/api/v2/`` (wire reference §8).
+"""The emulated Auth0 Management API v2 under ``/api/v2/`` (docs/emulator.md, "Management API").
 
 The routes live in ``management_users``, ``management_clients``, ``management_grants``,
 ``management_apis`` and ``management_blocks``; the error shape, bearer-token and scope checks,

@@ -1,4 +1,4 @@
-"""``/api/v2/resource-servers`` (§8.6) and ``/api/v2/tenants/settings`` (§8.2)."""
+"""``/api/v2/resource-servers`` and ``/api/v2/tenants/settings``."""
 
 from __future__ import annotations
 

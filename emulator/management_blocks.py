@@ -1,4 +1,4 @@
-"""``/api/v2/user-blocks``: brute-force protection's blocks, listed and lifted (wire reference §3).
+"""``/api/v2/user-blocks``: brute-force protection's blocks, listed and lifted.
 
 A block bars one IP address from logging in as one user after too many failed logins in a row.
 ``GET`` lists a user's blocks as ``{"blocked_for": [{"identifier", "ip", "connection"}]}``

@@ -1,4 +1,4 @@
-"""``/api/v2/clients`` (§8.3)."""
+"""``/api/v2/clients``."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """What every Management API route shares: errors, auth, rate limit, bodies, pages.
 
 Auth0's Management API answers errors as ``{"statusCode", "error", "message", "errorCode"}``
-(wire reference §8.7), never as FastAPI's ``{"detail": ...}``. :class:`ManagementRoute` gives
-every route of the Management routers that shape without app-wide exception handlers, so the
-Authentication API keeps its own error format. It also spends the tenant-wide rate limit and
-puts the ``X-RateLimit-*`` headers on every answer.
+(docs/emulator.md, "Management API"), never as FastAPI's ``{"detail": ...}``.
+:class:`ManagementRoute` gives every route of the Management routers that shape without
+app-wide exception handlers, so the Authentication API keeps its own error format. It also
+spends the tenant-wide rate limit and puts the ``X-RateLimit-*`` headers on every answer.
 """
 
 from __future__ import annotations

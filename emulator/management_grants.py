@@ -1,4 +1,4 @@
-"""``/api/v2/client-grants`` (§8.4): which client may get tokens for which API, with what."""
+"""``/api/v2/client-grants``: which client may get tokens for which API, with what."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``/api/v2/users``, ``/api/v2/users-by-email`` and a user's permissions and roles (§8.5)."""
+"""``/api/v2/users``, ``/api/v2/users-by-email`` and a user's permissions and roles."""
 
 from __future__ import annotations
 

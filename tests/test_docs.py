@@ -53,6 +53,8 @@ _NOT_A_PARAGRAPH = ("-", "*", "+", ">", "|", "#")
 _HTML_ANCHOR = re.compile(r"<a\s[^>]*\b(?:name|id)=\"(?P<id>[^\"]+)\"", re.IGNORECASE)
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _SHARED_NOTES = re.compile(r"(?:\.\./)+shared\b|/work/shared\b")
+#: The team's notes outside the repository, as source code used to cite them.
+_OUTSIDE_NOTES = re.compile(r"auth0-wire|seed-auth0|\breference/|\bwire (?:reference )?§|trap \d")
 
 
 def markdown_files() -> list[Path]:
@@ -244,6 +246,28 @@ def test_nothing_points_at_the_shared_notes(path: Path) -> None:
     assert not offending, "\n".join(offending)
 
 
+def source_files() -> list[Path]:
+    """The project's Python files (the application, the emulator, the tests, the bench)."""
+    return sorted(
+        path
+        for top in ("app", "emulator", "settings", "bench", "tests")
+        for path in (ROOT / top).rglob("*.py")
+        if not SKIP_DIRS.intersection(path.relative_to(ROOT).parts)
+    )
+
+
+def test_no_source_file_cites_notes_outside_the_repository() -> None:
+    """Docstrings, comments and log hints point into docs/, never at notes a clone lacks."""
+    offending = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in source_files()
+        if path != Path(__file__).resolve()
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if _OUTSIDE_NOTES.search(line) or _SHARED_NOTES.search(line)
+    ]
+    assert not offending, "\n".join(offending)
+
+
 def test_readme_is_the_front_door_not_the_manual() -> None:
     size = README.stat().st_size
     assert size <= README_MAX_BYTES, f"README.md is {size} bytes; move detail into docs/"
@@ -288,6 +312,9 @@ class TestTheChecker:
         up = "../"
         assert _SHARED_NOTES.search(f"see {up}shared/reference/auth0-wire.md")
         assert not _SHARED_NOTES.search("see the shared cache")
+        assert _OUTSIDE_NOTES.search("(``reference/auth0-wire.md`` §6.2)")
+        assert _OUTSIDE_NOTES.search("# §2 / §10 trap 7: a bad secret")
+        assert not _OUTSIDE_NOTES.search("RFC 9110 §8.8.3 and docs/emulator.md")
 
     def test_undefined_reference_is_reported(self) -> None:
         assert undefined_references("a [link][nowhere] here\n[else]: x.md\n") == ["nowhere"]

@@ -40,7 +40,7 @@ PUBLIC_KEY_PEM = PRIVATE_KEY.public_key().public_bytes(
 def public_jwk(
     key: rsa.RSAPrivateKey = PRIVATE_KEY, kid: str = KID, *, alg: str | None = "RS256"
 ) -> dict[str, Any]:
-    """The public half of ``key`` as Auth0 publishes it (§6.2); ``alg=None`` drops ``alg``."""
+    """The public half of ``key`` as Auth0 publishes it; ``alg=None`` drops ``alg``."""
     jwk: dict[str, Any] = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
     jwk.pop("key_ops", None)
     jwk.update({"kid": kid, "use": "sig"})
@@ -59,7 +59,7 @@ JWKS: dict[str, Any] = jwks()
 
 
 def user_claims(**overrides: Any) -> dict[str, Any]:
-    """Claims of a valid user access token (§6.3); ``None`` values drop a claim."""
+    """Claims of a valid user access token; ``None`` values drop a claim."""
     now = int(time.time())
     base: dict[str, Any] = {
         "iss": ISSUER,

@@ -1,4 +1,6 @@
-"""A typed client for the Auth0 Authentication API (``reference/auth0-wire.md`` §1-§6).
+"""A typed client for the Auth0 Authentication API.
+
+The facts it relies on, with their sources: docs/emulator.md, "Auth0 wire facts it reproduces".
 
 Every call goes through one injected, shared :class:`httpx.AsyncClient` with
 ``settings.timeout_s``, and every failure leaves this module as an error of
@@ -8,9 +10,9 @@ itself as 502 plus a loud log line), and anything upstream being down or answeri
 as 503 with ``Retry-After``.
 
 Requests to ``/oauth/token`` and ``/oauth/revoke`` are ``application/x-www-form-urlencoded``:
-RFC 6749 §4.3.2 mandates form bodies for the token endpoint, Auth0 accepts both form and JSON
-(§1.1), and form is what every OAuth server, the emulator included, must understand.
-Client authentication is ``client_secret_post`` (the secret in the body, §1.1).
+RFC 6749 §4.3.2 mandates form bodies for the token endpoint, Auth0 accepts both form and JSON,
+and form is what every OAuth server, the emulator included, must understand.
+Client authentication is ``client_secret_post`` (the secret in the body).
 
 Nothing here logs a token, password or secret: error descriptions from Auth0 are scrubbed
 of the values sent, transport errors are logged by type and message (the request URLs carry
@@ -50,7 +52,7 @@ _T = TypeVar("_T")
 
 
 class TokenSet(BaseModel):
-    """A successful ``/oauth/token`` answer (§1.6); its ``repr`` shows no token."""
+    """A successful ``/oauth/token`` answer; its ``repr`` shows no token."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
 
@@ -100,11 +102,11 @@ class Auth0AuthClient:
     async def password_login(
         self, username: str, password: str, *, forwarded_for: str | None
     ) -> TokenSet:
-        """Log a user in with the password-realm grant (§1.3) on ``settings.connection``.
+        """Log a user in with the password-realm grant on ``settings.connection``.
 
         ``forwarded_for`` is the end user's IP (from trusted proxies only), sent as
         ``auth0-forwarded-for`` so brute-force protection keys on the user, not the
-        gateway (§3). A missing refresh token is a tenant misconfiguration (§1.7): 502.
+        gateway. A missing refresh token is a tenant misconfiguration: 502.
         """
         data = {
             "grant_type": GRANT_PASSWORD_REALM,
@@ -139,9 +141,9 @@ class Auth0AuthClient:
         )
 
     async def refresh(self, refresh_token: str) -> TokenSet:
-        """Exchange a refresh token (§1.4); ``RefreshRejected`` when Auth0 says the session is over.
+        """Exchange a refresh token; ``RefreshRejected`` when Auth0 says the session is over.
 
-        The answer carries a new ``refresh_token`` only when rotation is on (§7); otherwise
+        The answer carries a new ``refresh_token`` only when rotation is on; otherwise
         the caller keeps using the one it has.
         """
         data = {"grant_type": "refresh_token", "refresh_token": refresh_token}
@@ -155,7 +157,7 @@ class Auth0AuthClient:
         )
 
     async def revoke(self, refresh_token: str) -> None:
-        """Revoke a refresh token at ``/oauth/revoke`` (§5); 200 with an empty body.
+        """Revoke a refresh token at ``/oauth/revoke``; 200 with an empty body.
 
         Auth0 also answers 200 for a token that was already invalid (RFC 7009).
         """
@@ -170,9 +172,9 @@ class Auth0AuthClient:
         )
 
     async def userinfo(self, access_token: str) -> dict[str, Any]:
-        """The user's profile from ``/userinfo`` (§4); ``Unauthorized`` for a bad token.
+        """The user's profile from ``/userinfo``; ``Unauthorized`` for a bad token.
 
-        Auth0 allows about 5 calls per minute per user (§9): callers must cache the answer.
+        Auth0 allows about 5 calls per minute per user: callers must cache the answer.
         """
         headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
 
@@ -192,7 +194,7 @@ class Auth0AuthClient:
         )
 
     async def client_credentials(self, audience: str) -> TokenSet:
-        """A machine-to-machine token for ``audience`` (§1.5), e.g. the Management API."""
+        """A machine-to-machine token for ``audience``, e.g. the Management API."""
         data = {"grant_type": "client_credentials", "audience": audience}
         return await self._exchange(
             Endpoint.CLIENT_CREDENTIALS,
@@ -203,7 +205,7 @@ class Auth0AuthClient:
         )
 
     async def fetch_jwks(self) -> dict[str, Any]:
-        """The tenant's JSON Web Key Set from ``/.well-known/jwks.json`` (§6.2)."""
+        """The tenant's JSON Web Key Set from ``/.well-known/jwks.json``."""
 
         def parse(response: httpx.Response) -> dict[str, Any]:
             body = json_object(response)
@@ -330,7 +332,7 @@ class Auth0AuthClient:
         return (
             "no refresh token was returned: turn on 'Allow Offline Access' for the API "
             f"{self._settings.audience!r} and enable the refresh_token grant on the "
-            "application (auth0-wire.md §1.7, §10 trap 5)"
+            "application (docs/tenant.md)"
         )
 
 

@@ -2,9 +2,9 @@
 
 Auth0 answers the Authentication API's errors as ``{"error", "error_description"}`` (some SDK
 paths say ``code`` / ``description``), and ``/userinfo`` as a plain-text ``Unauthorized`` with
-the reason in ``WWW-Authenticate`` (``reference/auth0-wire.md`` §4). Its statuses differ from
-its own OpenAPI file (§10 trap 7), so :func:`error_for` keys on ``error`` plus
-``error_description`` and falls back on the status only last:
+the reason in ``WWW-Authenticate``. Its statuses differ from its own OpenAPI file, so
+:func:`error_for` keys on ``error`` plus ``error_description`` and falls back on the status
+only last (the answers and their sources: docs/emulator.md, "Errors of /oauth/token"):
 
 - the user's fault: wrong password -> :class:`InvalidCredentials`; blocked, MFA, a leaked
   password or a Rule/Action's denial -> :class:`Forbidden` (403); a bad access token on
@@ -86,14 +86,14 @@ def error_for(
     lowered = description.lower()
 
     if endpoint is Endpoint.USERINFO and status in (401, 403):
-        # §4 / §10 trap 2: a plain-text "Unauthorized" body, the reason in WWW-Authenticate
+        # a plain-text "Unauthorized" body, the reason in WWW-Authenticate
         challenge = response.headers.get("WWW-Authenticate", "").lower()
         if "expired" in challenge or "expired" in lowered:
             return Unauthorized(MSG_EXPIRED)
         return Unauthorized(MSG_INVALID)
 
     if error == "too_many_attempts":
-        # §2/§3: brute-force protection or suspicious-IP throttling; Auth0's text tells
+        # brute-force protection or suspicious-IP throttling; Auth0's text tells
         # the user which one and what to do
         log.info("Auth0 %s: too_many_attempts (attack protection)", endpoint)
         return RateLimited(
@@ -105,7 +105,7 @@ def error_for(
         retry_after = retry_after_s(response, DEFAULT_RATE_LIMIT_RETRY_S, wall_clock)
         log.warning("Auth0 rate-limits %s; retry after %ss", endpoint, retry_after)
         if endpoint is Endpoint.LOGIN:
-            # §3/§9: on a login this is most likely Auth0's same-user login limit (20 a minute
+            # on a login this is most likely Auth0's same-user login limit (20 a minute
             # per account and IP, then 10), the caller's doing rather than the gateway's
             return RateLimited(
                 "Too many login attempts for this account; try again later.",
@@ -130,7 +130,7 @@ def error_for(
         return Forbidden("This account is blocked.", code="user_blocked")
     if error in ("invalid_grant", "invalid_user_password"):
         if endpoint is Endpoint.LOGIN:
-            # §2: 403 "Wrong email or password." live; the legacy 401
+            # 403 "Wrong email or password." live; the legacy 401
             # invalid_user_password is accepted as the mobile SDKs do
             return InvalidCredentials()
         if endpoint in (Endpoint.REFRESH, Endpoint.REVOKE) and error == "invalid_grant":
@@ -138,7 +138,8 @@ def error_for(
             return RefreshRejected()
     if error == "access_denied":
         if status == 401:
-            # §2 / §10 trap 7: a bad client secret is 401 access_denied "Unauthorized" live
+            # a bad client secret is 401 access_denied "Unauthorized" live (not the OAS's 401
+            # invalid_client)
             return misconfigured(
                 endpoint,
                 "check GATEWAY_AUTH0__CLIENT_ID / GATEWAY_AUTH0__CLIENT_SECRET against the "
@@ -152,7 +153,7 @@ def error_for(
             or "client-grant" in lowered
             or lowered.startswith("service not found")
         ):
-            # §1.5: no client grant for the audience, or an unknown audience
+            # no client grant for the audience, or an unknown audience
             return misconfigured(
                 endpoint,
                 "authorize the application for the audience (create a client grant) and "
@@ -161,13 +162,13 @@ def error_for(
                 error=error,
                 description=description,
             )
-        # §2: a Rule or Action denied the login; its text is meant for the user
+        # a Rule or Action denied the login; its text is meant for the user
         return Forbidden(description or None, code="access_denied")
     hint = _MISCONFIGURATION_HINTS.get(error or "")
     if error == "server_error" and "default connection" in lowered:
         hint = (
             "set Tenant Settings > Default Directory (e.g. Username-Password-Authentication), "
-            "auth0-wire.md §1.2 / §10 trap 5"
+            "docs/tenant.md"
         )
     if hint is not None:
         return misconfigured(endpoint, hint, status=status, error=error, description=description)
@@ -212,7 +213,7 @@ def misconfigured(
 
 
 def retry_after_s(response: httpx.Response, default: int, wall_clock: Callable[[], float]) -> int:
-    """Seconds to wait, from ``Retry-After`` or ``X-RateLimit-Reset`` (epoch seconds, §9).
+    """Seconds to wait, from ``Retry-After`` or ``X-RateLimit-Reset`` (epoch seconds).
 
     Bounded to 1..``MAX_RETRY_AFTER_S`` so a skewed clock or a silly header never
     tells clients to go away for a day.
@@ -226,7 +227,7 @@ def retry_after_s(response: httpx.Response, default: int, wall_clock: Callable[[
 _MISCONFIGURATION_HINTS: dict[str, str] = {
     "unauthorized_client": (
         "enable the grant type named in the message on the application (Advanced > Grant "
-        "Types); password-realm is a separate entry from password, auth0-wire.md §10 trap 6"
+        "Types); password-realm is a separate entry from password; see docs/tenant.md"
     ),
     "invalid_client": (
         "check GATEWAY_AUTH0__CLIENT_ID / GATEWAY_AUTH0__CLIENT_SECRET and that the "

@@ -1,4 +1,4 @@
-"""The tenant's signing keys, cached (``reference/auth0-wire.md`` §6.2).
+"""The tenant's signing keys, cached (docs/emulator.md, "Discovery, keys and claims").
 
 The pattern of auth0-python's ``JwksFetcher``: the key set is kept ``cache_s`` (600 s), and
 an unknown ``kid`` triggers one refetch (Auth0 may have rotated its key). Those refetches

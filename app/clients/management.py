@@ -1,17 +1,17 @@
-"""A typed client for the Auth0 Management API v2 (``reference/auth0-wire.md`` §8).
+"""A typed client for the Auth0 Management API v2 (docs/emulator.md, "Management API").
 
 Calls go through the one shared :class:`httpx.AsyncClient` with a bearer token from a
 :class:`~app.clients.management_tokens.TokenProvider`. Every failure leaves as an error of
 :mod:`app.clients.management_errors` (part of the gateway's tree).
 
-Rate limit (wire §8.8, §9: about 2 requests per second per tenant on the Free plan): a 429 is
+Rate limit (about 2 requests per second per tenant on the Free plan): a 429 is
 retried after the wait ``Retry-After`` or ``X-RateLimit-Reset`` asks for, within a
 :class:`RetryPolicy`: a few tries and a bounded total wait. Interactive routes wait little
 (:data:`INTERACTIVE`); admin routes and provisioning wait longer (:data:`ADMIN`,
 :data:`PROVISIONING`); past the bound the caller gets a 429 with ``Retry-After``.
 
 A 401 means the token went bad (expired early, keys rotated): it is dropped and the call is
-made once more with a fresh one. User ids carry a ``|`` and are URL-encoded in paths (§8.5).
+made once more with a fresh one. User ids carry a ``|`` and are URL-encoded in paths.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 Json = dict[str, Any]
 
-#: Auth0 Public Cloud's largest page (§8.5).
+#: Auth0 Public Cloud's largest page.
 MAX_PER_PAGE = 50
 #: Upper bound of any ``Retry-After`` derived from Auth0's headers.
 MAX_RETRY_AFTER_S = 600
@@ -81,7 +81,7 @@ class Identity(BaseModel):
 
 
 class Auth0User(BaseModel):
-    """A user as the Management API returns it (§8.5); unknown fields are dropped."""
+    """A user as the Management API returns it; unknown fields are dropped."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -160,7 +160,7 @@ class ManagementClient:
             wall_clock=self._wall_clock,
         )
 
-    # -- users (§8.5) -------------------------------------------------------------------
+    # -- users -------------------------------------------------------------------
 
     async def create_user(
         self, body: Mapping[str, Any], *, sensitive: Iterable[str] = ()
@@ -181,7 +181,7 @@ class ManagementClient:
         )
 
     async def delete_user(self, user_id: str) -> None:
-        """``DELETE /users/{id}``: any 2xx is success (§8.5)."""
+        """``DELETE /users/{id}``: any 2xx is success."""
         await self.request("DELETE", user_path(user_id))
 
     async def list_users(self, *, q: str | None, page: int, per_page: int) -> UserPage:
@@ -200,7 +200,7 @@ class ManagementClient:
         except ValidationError:
             raise _garbage("GET /users", "no {users, total} page") from None
 
-    # -- tenant settings (§8.2) ---------------------------------------------------------
+    # -- tenant settings ---------------------------------------------------------
 
     async def get_tenant_settings(self) -> Json:
         """``GET /tenants/settings``."""
@@ -212,7 +212,7 @@ class ManagementClient:
             await self.request("PATCH", "/tenants/settings", json=body), "tenant settings"
         )
 
-    # -- clients (§8.3) -----------------------------------------------------------------
+    # -- clients -----------------------------------------------------------------
 
     async def list_clients(self) -> list[Json]:
         """Every application, page by page."""
@@ -231,7 +231,7 @@ class ManagementClient:
         path = f"/clients/{quote(client_id, safe='')}"
         return _object(await self.request("PATCH", path, json=body), "client")
 
-    # -- client grants (§8.4) -----------------------------------------------------------
+    # -- client grants -----------------------------------------------------------
 
     async def list_client_grants(
         self, *, client_id: str | None = None, audience: str | None = None
@@ -249,7 +249,7 @@ class ManagementClient:
         path = f"/client-grants/{quote(grant_id, safe='')}"
         return _object(await self.request("PATCH", path, json=body), "client grant")
 
-    # -- resource servers (§8.6) --------------------------------------------------------
+    # -- resource servers --------------------------------------------------------
 
     async def list_resource_servers(self) -> list[Json]:
         """Every API, the Management API itself included."""

@@ -1,4 +1,4 @@
-"""Management API errors: Auth0's error body, and the gateway errors it becomes (wire §8.7).
+"""Management API errors: Auth0's error body, and the gateway errors it becomes.
 
 Auth0 answers Management errors as ``{"statusCode", "error", "message", "errorCode"}``, unlike
 the Authentication API's ``{"error", "error_description"}``; a proxy or an injected fault may

@@ -1,7 +1,7 @@
 """Management API tokens: a fixed one, or ``client_credentials`` tokens cached until near expiry.
 
-A Management token lives 24 h (wire §8.1) and the tenant allows a handful of token requests per
-second, so one token serves every request of every worker:
+A Management token lives 24 h and the tenant allows a handful of token requests per second
+(docs/emulator.md, "Management API"), so one token serves every request of every worker:
 
 - in the process: kept in memory, and concurrent misses share one fetch (single flight);
 - across workers: stored in the shared cache under the hash of the client id, encrypted with

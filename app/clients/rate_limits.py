@@ -1,4 +1,4 @@
-"""How long Auth0 asks a caller to wait after a 429 (auth0-wire.md §8.8, §9)."""
+"""How long Auth0 asks a caller to wait after a 429 (docs/emulator.md, the "Rate limit" facts)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Local validation of Auth0 access tokens (``reference/auth0-wire.md`` §6.3, §10 traps 1, 3, 4).
+"""Local validation of Auth0 access tokens (docs/emulator.md, "Discovery, keys and claims").
 
 JWTs are checked here, against the cached JWKS, with no call to Auth0 beyond the key set:
 RS256 only, ``iss`` with its trailing slash, ``aud`` as a string or a list, ``exp``/``nbf``/
@@ -33,7 +33,7 @@ MAX_TOKEN_LENGTH = 4096
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
 _SIGNATURE = re.compile(r"[A-Za-z0-9_-]*")
-# Auth0's opaque (/userinfo-only) access tokens: base64url characters, no dots (§1.8)
+# Auth0's opaque (/userinfo-only) access tokens: base64url characters, no dots
 _OPAQUE = re.compile(r"[A-Za-z0-9_-]{16,512}")
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]+")
 _REQUIRED_CLAIMS = ["exp", "sub", "iss", "aud"]
@@ -57,7 +57,7 @@ class TokenValidator:
         A JWT is three base64url segments whose first decodes to a JSON object (the
         signature may be empty: ``alg: none`` tokens are then refused by :meth:`verify_jwt`).
         Opaque is a dotless base64url string, or the encrypted JWE Auth0 issues without an
-        audience (§1.8): five segments, the first a JSON header naming ``enc``, the second
+        audience: five segments, the first a JSON header naming ``enc``, the second
         (the encrypted key, empty for ``alg: dir``) possibly empty. Only ``/userinfo`` can
         read either.
         """

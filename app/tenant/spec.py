@@ -1,14 +1,13 @@
 """The desired state of one environment's Auth0 tenant, as data.
 
-From the design note (``reference/seed-auth0-flow.txt``) and what the gateway relies on:
+What the gateway relies on (docs/tenant.md says why):
 
 - tenant: default directory ``Username-Password-Authentication`` (plain ``password`` grants
-  need it, wire §10 trap 5); "Refresh Token Revocation Deletes Grant" off, so a logout or a
-  password change ends only the sessions it means to (wire §5);
+  need it); "Refresh Token Revocation Deletes Grant" off, so a logout or a password change
+  ends only the sessions it means to;
 - client ``<company>-<env>``: ``client_secret_post``, exactly the grants ``password``,
   password-realm, ``refresh_token`` and ``client_credentials``, first-party and OIDC
-  conformant, "Trust Token Endpoint IP Header" on (wire §3), rotating, expiring refresh tokens
-  (wire §7);
+  conformant, "Trust Token Endpoint IP Header" on, rotating, expiring refresh tokens;
 - API (the audience): RS256, RBAC, permissions in the token, offline access, consent skipped
   for first-party clients, and the eight permissions;
 - the client authorized for the Management API with user CRUD, plus read-only scopes on the
@@ -53,7 +52,7 @@ DOCTOR_SCOPES: tuple[str, ...] = (
     "read:client_grants",
     "read:resource_servers",
 )
-#: The refresh-token policy (wire §7): rotating, 30 days absolute, 15 days idle.
+#: The refresh-token policy: rotating, 30 days absolute, 15 days idle.
 REFRESH_TOKEN_POLICY: Mapping[str, Any] = {
     "rotation_type": "rotating",
     "expiration_type": "expiring",

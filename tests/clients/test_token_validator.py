@@ -150,7 +150,7 @@ class TestIssuerAndAudience:
         "iss",
         [
             "https://evil.example.test/",
-            f"https://{DOMAIN}",  # no trailing slash (§10 trap 3)
+            f"https://{DOMAIN}",  # no trailing slash: Auth0's issuer has one
             f"http://{DOMAIN}/",
             f"https://{DOMAIN}//",
         ],
@@ -341,7 +341,7 @@ class TestClassify:
         assert TokenValidator.classify(token) == "opaque"
 
     def test_an_encrypted_userinfo_token_is_opaque(self) -> None:
-        # Auth0's token without an audience: a compact JWE only /userinfo can read (§1.8)
+        # Auth0's token without an audience: a compact JWE only /userinfo can read
         assert TokenValidator.classify(JWE) == "opaque"
         # another key-management algorithm fills the encrypted-key part
         with_key = f"{JWE_HEADER}.{_b64url(b'k' * 256)}.{JWE_IV}.{JWE_CIPHERTEXT}.{JWE_TAG}"

@@ -246,7 +246,7 @@ class TestCachedValidation:
             },
         )
         opaque = response.json()["access_token"]
-        # Auth0's token without an audience: an encrypted JWE, five parts (§1.8)
+        # Auth0's token without an audience: an encrypted JWE, five parts
         assert opaque.count(".") == 4
         me = await gateway.get("/auth/me", headers=bearer(opaque))
         assert me.status_code == 200
