@@ -79,7 +79,8 @@ def scope_client_ip(scope: Scope, trusted_proxies: Sequence[Network]) -> str | N
             return _text(peer_address)  # a malformed chain is not trusted at all
         if not _trusted(address, trusted_proxies):
             return _text(address)
-    return str(_parse(hops[0])) if hops else peer
+    first = _parse(hops[0]) if hops else None
+    return _text(first) if first is not None else _text(peer_address)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -162,6 +162,10 @@ class TestIPv4MappedAddresses:
         request = request_from("::ffff:127.0.0.1", "::ffff:198.51.100.7")
         assert client_ip(request, proxies) == "198.51.100.7"
 
+    def test_a_mapped_trusted_proxy_without_x_forwarded_for_is_its_ipv4_address(self) -> None:
+        proxies = [ipaddress.ip_network("127.0.0.0/8")]
+        assert client_ip(request_from("::ffff:127.0.0.1"), proxies) == "127.0.0.1"
+
     def test_ipv4_clients_do_not_share_one_sign_up_bucket(self) -> None:
         first = _limit_key(client_ip(request_from("::ffff:203.0.113.9"), []))
         second = _limit_key(client_ip(request_from("::ffff:203.0.113.10"), []))
