@@ -18,8 +18,11 @@ from app.observability.logging import (
     json_handler,
     redact,
     register_secrets,
+    register_settings_secrets,
     uvicorn_log_config,
 )
+from app.auth.cipher import generate_key
+from settings import Settings
 from tests.conftest import RunningEmulator
 from tests.e2e.conftest import ADMIN, VIEWER, bearer
 from tests.e2e.test_token_validation import direct_token
@@ -105,6 +108,24 @@ class TestRedact:
         register_secrets(["configured-secret-value", None, "abc"])
         assert redact("secret is configured-secret-value!") == f"secret is {MASK}!"
         assert redact("abc") == "abc"  # too short to mask without garbling text
+
+
+    def test_every_secret_the_settings_hold_is_masked(self) -> None:
+        secrets = {
+            "introspection": "introspection-secret-0123456789abcdefXYZ",
+            "client": "auth0-client-secret-0123456789abcdef",
+            "session key": generate_key(),
+            "database password": "db-password-0123456789",
+        }
+        settings = Settings(
+            introspection={"clients": {"venue-service": secrets["introspection"]}},
+            auth0={"client_secret": secrets["client"]},
+            session={"keys": [secrets["session key"]]},
+            database={"url": f"postgresql+asyncpg://gw:{secrets['database password']}@db/gw"},
+        )
+        register_settings_secrets(settings)
+        for name, secret in secrets.items():
+            assert redact(f"the {name} is {secret}.") == f"the {name} is {MASK}.", name
 
 
 class TestJsonLines:
