@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.auth.cipher import generate_key
 from app.observability.logging import (
     MASK,
     JsonLineFormatter,
@@ -21,7 +22,6 @@ from app.observability.logging import (
     register_settings_secrets,
     uvicorn_log_config,
 )
-from app.auth.cipher import generate_key
 from settings import Settings
 from tests.conftest import RunningEmulator
 from tests.e2e.conftest import ADMIN, VIEWER, bearer
