@@ -13,7 +13,7 @@ OTLP/HTTP exporter, and instruments what that app builds, and nothing global:
   ``traceparent`` honoured). FastAPI's own telemetry is switched off in
   :func:`app.main.create_app`, so a request never gets two server spans;
 - the app's httpx client (Auth0, the Management API): a client span per call, ``traceparent``
-  passed on;
+  passed on (and only that: a caller's ``baggage`` is not, unless ``OTEL_PROPAGATORS`` asks);
 - the app's SQLAlchemy engine: a span per statement (its SQL text, never its parameters);
 - the cache of the request path (:class:`TracedCache`), and the gateway's own spans
   (:data:`SPAN_RESOLVE` and its siblings) through :attr:`Tracing.tracer`.
@@ -100,6 +100,7 @@ class Tracing:
         processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
         self.provider.add_span_processor(processor)
         self.tracer: Tracer = self.provider.get_tracer("app")
+        _propagate_trace_context_only()
         gateway_logging.trace_ids = current_trace_ids
 
     @classmethod
@@ -173,6 +174,23 @@ class Tracing:
     def shutdown(self) -> None:
         """Export what is buffered and stop the export thread."""
         self.provider.shutdown()
+
+
+def _propagate_trace_context_only() -> None:
+    """W3C trace context in and out, and nothing else, unless ``OTEL_PROPAGATORS`` says more.
+
+    The SDK's default is ``tracecontext,baggage``: a caller's ``baggage`` header (any text it
+    likes, an e-mail address, a session) would then go on verbatim with every call the gateway
+    makes, to Auth0 first. A gateway at the edge does not pass untrusted baggage on. The
+    propagator is the process's (the instrumentations read the global one); an operator who
+    sets ``OTEL_PROPAGATORS`` gets exactly what it names, as the SDK reads it.
+    """
+    if os.environ.get("OTEL_PROPAGATORS", "").strip():
+        return
+    from opentelemetry.propagate import set_global_textmap
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    set_global_textmap(TraceContextTextMapPropagator())
 
 
 def _sanitized_from_env() -> list[str]:

@@ -46,6 +46,7 @@ Factory = Callable[..., Any]
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
+CALLER_BAGGAGE = "user.email=viewer%40venues.local,session=eyJhbGciOiJIUzI1NiJ9.e30.c2ln"
 
 
 class Spans:
@@ -177,10 +178,12 @@ async def test_a_request_joining_a_validation_in_flight(
 
 
 class RecordingProxy:
-    """A real HTTP hop in front of the emulator that notes each request's ``traceparent``."""
+    """A real HTTP hop in front of the emulator that notes each request's ``traceparent`` and
+    ``baggage``."""
 
     def __init__(self, upstream: str) -> None:
         self.traceparents: list[str | None] = []
+        self.baggage: list[str | None] = []
         self._upstream = upstream
         self.server = UvicornThread(
             Starlette(routes=[Route("/{path:path}", self._forward, methods=["GET", "POST"])])
@@ -188,7 +191,9 @@ class RecordingProxy:
 
     async def _forward(self, request: Request) -> Response:
         self.traceparents.append(request.headers.get("traceparent"))
-        headers = {k: v for k, v in request.headers.items() if k not in ("host", "traceparent")}
+        self.baggage.append(request.headers.get("baggage"))
+        dropped = ("host", "traceparent", "tracestate", "baggage")
+        headers = {k: v for k, v in request.headers.items() if k not in dropped}
         async with httpx.AsyncClient(base_url=self._upstream) as client:
             answer = await client.request(
                 request.method,
@@ -220,10 +225,15 @@ async def test_a_callers_trace_continues_and_is_passed_on(
     )
     spans.clear()
     auth0_proxy.traceparents.clear()
+    auth0_proxy.baggage.clear()
     answer = await gateway.post(
         "/auth/login",
         json={"username": VIEWER[0], "password": "Not-The-Passw0rd!"},
-        headers={"traceparent": TRACEPARENT, "X-Request-ID": "traced-login-1"},
+        headers={
+            "traceparent": TRACEPARENT,
+            "baggage": CALLER_BAGGAGE,
+            "X-Request-ID": "traced-login-1",
+        },
     )
     assert answer.status_code == 401
 
@@ -237,6 +247,8 @@ async def test_a_callers_trace_continues_and_is_passed_on(
     assert auth0_proxy.traceparents == [
         f"00-{CALLER_TRACE}-{format(call.context.span_id, '016x')}-01"
     ]
+    # but not the caller's baggage: what a caller put there is not for the identity provider
+    assert auth0_proxy.baggage == [None]
 
     lines = [line for line in json_logs.records() if line.get("request_id") == "traced-login-1"]
     assert any(line["logger"] == "app.access" for line in lines)
@@ -387,6 +399,37 @@ class TestConfiguration:
             [sys.executable, "-c", program], env=env, capture_output=True, text=True, check=False
         )
         assert result.returncode == 0, result.stderr
+
+
+    @pytest.mark.parametrize(
+        ("propagators", "fields"),
+        [
+            (None, "traceparent,tracestate"),
+            ("tracecontext,baggage", "baggage,traceparent,tracestate"),
+            ("baggage", "baggage"),
+        ],
+    )
+    def test_trace_context_alone_unless_the_operator_says_otherwise(
+        self, propagators: str | None, fields: str
+    ) -> None:
+        """The headers read from requests and written on calls: a caller's ``baggage`` passes
+        only when ``OTEL_PROPAGATORS`` names it (read at import: a process of its own)."""
+        program = (
+            "from opentelemetry.propagate import get_global_textmap\n"
+            "from opentelemetry.sdk.trace.export.in_memory_span_exporter import "
+            "InMemorySpanExporter\n"
+            "from app.observability.tracing import Tracing\n"
+            "Tracing(InMemorySpanExporter(), batch=False).shutdown()\n"
+            "print(','.join(sorted(get_global_textmap().fields)))\n"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        if propagators is not None:
+            env["OTEL_PROPAGATORS"] = propagators
+        result = subprocess.run(  # noqa: S603 - this interpreter, a fixed program
+            [sys.executable, "-c", program], env=env, capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == fields
 
 
 @pytest.fixture
