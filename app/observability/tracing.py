@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from app.cache.base import Cache
@@ -101,7 +101,7 @@ class Tracing:
         self.provider.add_span_processor(processor)
         self.tracer: Tracer = self.provider.get_tracer("app")
         _propagate_trace_context_only()
-        gateway_logging.trace_ids = current_trace_ids
+        gateway_logging.trace_ids = trace_ids_reader()
 
     @classmethod
     def from_environment(cls) -> Tracing | None:
@@ -198,18 +198,29 @@ def _sanitized_from_env() -> list[str]:
     return [name.strip() for name in names.split(",") if name.strip()]
 
 
-def current_trace_ids() -> tuple[str, str] | None:
-    """The current span's trace and span ids (hex) when its trace is sampled, else None.
+def trace_ids_reader() -> Callable[[], tuple[str, str, bool] | None]:
+    """A function giving the current span's trace and span ids (hex) and whether its trace is
+    sampled; None when no span is current (:data:`app.observability.logging.trace_ids`).
 
-    Sampled, not recording: the server span ends as the response's last byte is sent, before
-    the access line is written; it is still the current span, and its trace is the request's.
+    Unsampled requests have ids too (the caller's trace id, or one the gateway drew): a caller
+    finds its request in the logs by the trace id it sent, sampled or not, and the flag says
+    whether spans of it were exported. The server span ends as the response's last byte is
+    sent, before the access line is written; it is still the current span.
     """
-    from opentelemetry import trace
+    # imported once here, not at each call: the access line asks on every request
+    from opentelemetry.trace import get_current_span
 
-    context = trace.get_current_span().get_span_context()
-    if not (context.is_valid and context.trace_flags.sampled):
-        return None
-    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+    def current_trace_ids() -> tuple[str, str, bool] | None:
+        context = get_current_span().get_span_context()
+        if not context.is_valid:
+            return None
+        return (
+            format(context.trace_id, "032x"),
+            format(context.span_id, "016x"),
+            context.trace_flags.sampled,
+        )
+
+    return current_trace_ids
 
 
 class TracedCache:

@@ -255,6 +255,51 @@ async def test_a_callers_trace_continues_and_is_passed_on(
     for line in lines:
         assert line.get("trace_id") == CALLER_TRACE, line
         assert re.fullmatch(r"[0-9a-f]{16}", line["span_id"])
+        assert line["trace_sampled"] is True
+
+
+async def test_an_unsampled_request_is_in_the_logs_by_its_trace_id(
+    gateway_factory: Factory,
+    spans: Spans,
+    json_logs: LogCapture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A caller that did not sample its trace finds its request by the trace id it sent; the
+    lines say no span of it was kept."""
+    gateway, _ = await gateway_factory(tracing=spans.tracing)
+    spans.clear()
+    unsampled = f"00-{CALLER_TRACE}-{CALLER_SPAN}-00"
+    answer = await gateway.post(
+        "/auth/login",
+        json={"username": VIEWER[0], "password": "Not-The-Passw0rd!"},
+        headers={"traceparent": unsampled, "X-Request-ID": "unsampled-login-1"},
+    )
+    assert answer.status_code == 401
+    assert not spans.of_trace(int(CALLER_TRACE, 16)), "the caller's decision (not sampled) is kept"
+
+    lines = [line for line in json_logs.records() if line.get("request_id") == "unsampled-login-1"]
+    assert any(line["logger"] == "app.access" for line in lines)
+    for line in lines:
+        assert line.get("trace_id") == CALLER_TRACE, line
+        assert re.fullmatch(r"[0-9a-f]{16}", line["span_id"])
+        assert line["span_id"] != CALLER_SPAN, "the gateway's own span, a child of the caller's"
+        assert line["trace_sampled"] is False
+
+    # and a request without a traceparent, not sampled here: a trace id the gateway drew
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    sampler_off = Spans()
+    quiet, _ = await gateway_factory(tracing=sampler_off.tracing)
+    assert (await quiet.get("/venues", headers={"X-Request-ID": "unsampled-2"})).status_code == 401
+    sampler_off.tracing.shutdown()
+    assert not sampler_off.all()
+    [access] = [
+        line
+        for line in json_logs.records()
+        if line.get("request_id") == "unsampled-2" and line["logger"] == "app.access"
+    ]
+    assert re.fullmatch(r"[0-9a-f]{32}", access["trace_id"])
+    assert access["trace_id"] != CALLER_TRACE
+    assert access["trace_sampled"] is False
 
 
 async def test_no_secret_in_any_span(
@@ -399,7 +444,6 @@ class TestConfiguration:
             [sys.executable, "-c", program], env=env, capture_output=True, text=True, check=False
         )
         assert result.returncode == 0, result.stderr
-
 
     @pytest.mark.parametrize(
         ("propagators", "fields"),
