@@ -45,11 +45,12 @@ from settings import Settings
 MASK = "[REDACTED]"
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
-
-trace_ids: Callable[[], tuple[str, str] | None] | None = None
-"""The current span's (trace id, span id) while one is recording; set when tracing is on
-(:mod:`app.observability.tracing`), None otherwise, so a line costs nothing more then."""
 """The id of the request being served in this task (set by the middleware)."""
+
+trace_ids: Callable[[], tuple[str, str, bool] | None] | None = None
+"""The current span's (trace id, span id, sampled) while a span is current, sampled or not;
+set when tracing is on (:mod:`app.observability.tracing`), None otherwise, so a line costs
+nothing more then."""
 
 _SENSITIVE_NAMES = (
     "password|passwd|client_secret|secret|refresh_token|access_token|id_token|"
@@ -176,8 +177,8 @@ def _masked_line(record: logging.LogRecord, line: str) -> str:
 
 
 class RequestContextFilter(logging.Filter):
-    """Adds ``request_id`` to every record logged while a request is served, and ``trace_id``
-    and ``span_id`` while a sampled span is current (tracing on)."""
+    """Adds ``request_id`` to every record logged while a request is served, and ``trace_id``,
+    ``span_id`` and ``trace_sampled`` while a span is current (tracing on), sampled or not."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Attach the current request id (unless the record has one); always True."""
@@ -187,7 +188,7 @@ class RequestContextFilter(logging.Filter):
         if trace_ids is not None and not hasattr(record, "trace_id"):
             ids = trace_ids()
             if ids is not None:
-                record.trace_id, record.span_id = ids
+                record.trace_id, record.span_id, record.trace_sampled = ids
         return True
 
 

@@ -125,10 +125,11 @@ class ObservabilityMiddleware:
             "sub": state.get("sub"),
         }
         if gateway_logging.trace_ids is not None:
-            # the server span's ids, hex the tracing SDK formatted (tracing on only)
+            # the server span's ids, hex the tracing SDK formatted, and whether it is sampled
+            # (tracing on only)
             ids = gateway_logging.trace_ids()
             if ids is not None:
-                fields["trace_id"], fields["span_id"] = ids
+                fields["trace_id"], fields["span_id"], fields["trace_sampled"] = ids
         log.handle(AccessRecord(level, method, route, status, fields))
 
 

@@ -13,7 +13,7 @@ OTLP/HTTP exporter, and instruments what that app builds, and nothing global:
   ``traceparent`` honoured). FastAPI's own telemetry is switched off in
   :func:`app.main.create_app`, so a request never gets two server spans;
 - the app's httpx client (Auth0, the Management API): a client span per call, ``traceparent``
-  passed on;
+  passed on (and only that: a caller's ``baggage`` is not, unless ``OTEL_PROPAGATORS`` asks);
 - the app's SQLAlchemy engine: a span per statement (its SQL text, never its parameters);
 - the cache of the request path (:class:`TracedCache`), and the gateway's own spans
   (:data:`SPAN_RESOLVE` and its siblings) through :attr:`Tracing.tracer`.
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from app.cache.base import Cache
@@ -100,7 +100,8 @@ class Tracing:
         processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
         self.provider.add_span_processor(processor)
         self.tracer: Tracer = self.provider.get_tracer("app")
-        gateway_logging.trace_ids = current_trace_ids
+        _propagate_trace_context_only()
+        gateway_logging.trace_ids = trace_ids_reader()
 
     @classmethod
     def from_environment(cls) -> Tracing | None:
@@ -175,23 +176,51 @@ class Tracing:
         self.provider.shutdown()
 
 
+def _propagate_trace_context_only() -> None:
+    """W3C trace context in and out, and nothing else, unless ``OTEL_PROPAGATORS`` says more.
+
+    The SDK's default is ``tracecontext,baggage``: a caller's ``baggage`` header (any text it
+    likes, an e-mail address, a session) would then go on verbatim with every call the gateway
+    makes, to Auth0 first. A gateway at the edge does not pass untrusted baggage on. The
+    propagator is the process's (the instrumentations read the global one); an operator who
+    sets ``OTEL_PROPAGATORS`` gets exactly what it names, as the SDK reads it.
+    """
+    if os.environ.get("OTEL_PROPAGATORS", "").strip():
+        return
+    from opentelemetry.propagate import set_global_textmap
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    set_global_textmap(TraceContextTextMapPropagator())
+
+
 def _sanitized_from_env() -> list[str]:
     names = os.environ.get("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS", "")
     return [name.strip() for name in names.split(",") if name.strip()]
 
 
-def current_trace_ids() -> tuple[str, str] | None:
-    """The current span's trace and span ids (hex) when its trace is sampled, else None.
+def trace_ids_reader() -> Callable[[], tuple[str, str, bool] | None]:
+    """A function giving the current span's trace and span ids (hex) and whether its trace is
+    sampled; None when no span is current (:data:`app.observability.logging.trace_ids`).
 
-    Sampled, not recording: the server span ends as the response's last byte is sent, before
-    the access line is written; it is still the current span, and its trace is the request's.
+    Unsampled requests have ids too (the caller's trace id, or one the gateway drew): a caller
+    finds its request in the logs by the trace id it sent, sampled or not, and the flag says
+    whether spans of it were exported. The server span ends as the response's last byte is
+    sent, before the access line is written; it is still the current span.
     """
-    from opentelemetry import trace
+    # imported once here, not at each call: the access line asks on every request
+    from opentelemetry.trace import get_current_span
 
-    context = trace.get_current_span().get_span_context()
-    if not (context.is_valid and context.trace_flags.sampled):
-        return None
-    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+    def current_trace_ids() -> tuple[str, str, bool] | None:
+        context = get_current_span().get_span_context()
+        if not context.is_valid:
+            return None
+        return (
+            format(context.trace_id, "032x"),
+            format(context.span_id, "016x"),
+            context.trace_flags.sampled,
+        )
+
+    return current_trace_ids
 
 
 class TracedCache:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -33,11 +34,14 @@ from app.observability.tracing import (
     tracing_requested,
 )
 from bench.otlp_sink import Received, create_sink
-from tests.conftest import RunningEmulator
+from tests.conftest import RunningEmulator, start_emulator
 from tests.e2e.conftest import ADMIN, VIEWER, bearer
+from tests.e2e.test_browser_sessions import FROM_SPA, SPA, VENUE, browser_login, cookie
 from tests.e2e.test_token_validation import direct_token
+from tests.emulator.auth_helpers import demo_tenant
 from tests.observability.test_logging import LogCapture, json_logs
 from tests.servers import UvicornThread
+from tests.users.routes.helpers import login_as, sign_up
 
 __all__ = ["json_logs"]
 
@@ -46,6 +50,8 @@ Factory = Callable[..., Any]
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
+NEW_PASSWORD = "An0ther-Passw0rd!"
+CALLER_BAGGAGE = "user.email=viewer%40venues.local,session=eyJhbGciOiJIUzI1NiJ9.e30.c2ln"
 
 
 class Spans:
@@ -177,10 +183,12 @@ async def test_a_request_joining_a_validation_in_flight(
 
 
 class RecordingProxy:
-    """A real HTTP hop in front of the emulator that notes each request's ``traceparent``."""
+    """A real HTTP hop in front of the emulator that notes each request's ``traceparent`` and
+    ``baggage``."""
 
     def __init__(self, upstream: str) -> None:
         self.traceparents: list[str | None] = []
+        self.baggage: list[str | None] = []
         self._upstream = upstream
         self.server = UvicornThread(
             Starlette(routes=[Route("/{path:path}", self._forward, methods=["GET", "POST"])])
@@ -188,7 +196,9 @@ class RecordingProxy:
 
     async def _forward(self, request: Request) -> Response:
         self.traceparents.append(request.headers.get("traceparent"))
-        headers = {k: v for k, v in request.headers.items() if k not in ("host", "traceparent")}
+        self.baggage.append(request.headers.get("baggage"))
+        dropped = ("host", "traceparent", "tracestate", "baggage")
+        headers = {k: v for k, v in request.headers.items() if k not in dropped}
         async with httpx.AsyncClient(base_url=self._upstream) as client:
             answer = await client.request(
                 request.method,
@@ -220,10 +230,15 @@ async def test_a_callers_trace_continues_and_is_passed_on(
     )
     spans.clear()
     auth0_proxy.traceparents.clear()
+    auth0_proxy.baggage.clear()
     answer = await gateway.post(
         "/auth/login",
         json={"username": VIEWER[0], "password": "Not-The-Passw0rd!"},
-        headers={"traceparent": TRACEPARENT, "X-Request-ID": "traced-login-1"},
+        headers={
+            "traceparent": TRACEPARENT,
+            "baggage": CALLER_BAGGAGE,
+            "X-Request-ID": "traced-login-1",
+        },
     )
     assert answer.status_code == 401
 
@@ -237,12 +252,59 @@ async def test_a_callers_trace_continues_and_is_passed_on(
     assert auth0_proxy.traceparents == [
         f"00-{CALLER_TRACE}-{format(call.context.span_id, '016x')}-01"
     ]
+    # but not the caller's baggage: what a caller put there is not for the identity provider
+    assert auth0_proxy.baggage == [None]
 
     lines = [line for line in json_logs.records() if line.get("request_id") == "traced-login-1"]
     assert any(line["logger"] == "app.access" for line in lines)
     for line in lines:
         assert line.get("trace_id") == CALLER_TRACE, line
         assert re.fullmatch(r"[0-9a-f]{16}", line["span_id"])
+        assert line["trace_sampled"] is True
+
+
+async def test_an_unsampled_request_is_in_the_logs_by_its_trace_id(
+    gateway_factory: Factory,
+    spans: Spans,
+    json_logs: LogCapture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A caller that did not sample its trace finds its request by the trace id it sent; the
+    lines say no span of it was kept."""
+    gateway, _ = await gateway_factory(tracing=spans.tracing)
+    spans.clear()
+    unsampled = f"00-{CALLER_TRACE}-{CALLER_SPAN}-00"
+    answer = await gateway.post(
+        "/auth/login",
+        json={"username": VIEWER[0], "password": "Not-The-Passw0rd!"},
+        headers={"traceparent": unsampled, "X-Request-ID": "unsampled-login-1"},
+    )
+    assert answer.status_code == 401
+    assert not spans.of_trace(int(CALLER_TRACE, 16)), "the caller's decision (not sampled) is kept"
+
+    lines = [line for line in json_logs.records() if line.get("request_id") == "unsampled-login-1"]
+    assert any(line["logger"] == "app.access" for line in lines)
+    for line in lines:
+        assert line.get("trace_id") == CALLER_TRACE, line
+        assert re.fullmatch(r"[0-9a-f]{16}", line["span_id"])
+        assert line["span_id"] != CALLER_SPAN, "the gateway's own span, a child of the caller's"
+        assert line["trace_sampled"] is False
+
+    # and a request without a traceparent, not sampled here: a trace id the gateway drew
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    sampler_off = Spans()
+    quiet, _ = await gateway_factory(tracing=sampler_off.tracing)
+    assert (await quiet.get("/venues", headers={"X-Request-ID": "unsampled-2"})).status_code == 401
+    sampler_off.tracing.shutdown()
+    assert not sampler_off.all()
+    [access] = [
+        line
+        for line in json_logs.records()
+        if line.get("request_id") == "unsampled-2" and line["logger"] == "app.access"
+    ]
+    assert re.fullmatch(r"[0-9a-f]{32}", access["trace_id"])
+    assert access["trace_id"] != CALLER_TRACE
+    assert access["trace_sampled"] is False
 
 
 async def test_no_secret_in_any_span(
@@ -281,6 +343,101 @@ async def test_no_secret_in_any_span(
     secrets.append(settings.auth0.client_secret.get_secret_value())
     recorded = spans.all()
     assert len(recorded) > 50
+    assert_no_secret(recorded, secrets)
+    statements = [s for s in recorded if attribute(s, "db.statement", "db.query.text")]
+    assert any("LIKE" in str(attribute(s, "db.statement")) for s in statements)
+
+
+class IssuedTokens:
+    """Every token the emulator hands out: access tokens (JWTs, the encrypted ones), ID tokens,
+    the Management API's; refresh tokens are in ``tenant.refresh_tokens``."""
+
+    def __init__(self, emulator: RunningEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.tokens: list[str] = []
+        tenant = emulator.tenant
+        for method in ("sign", "encrypt_userinfo_token"):
+            monkeypatch.setattr(tenant, method, self._recording(getattr(tenant, method)))
+
+    def _recording(self, issue: Callable[..., str]) -> Callable[..., str]:
+        def recorded(*args: Any, **kwargs: Any) -> str:
+            token = issue(*args, **kwargs)
+            self.tokens.append(token)
+            return token
+
+        return recorded
+
+
+class TestNoSecretInTheSpansOfEveryFlow:
+    """Cookie mode, sign-up, a password change, an admin's Management call, and the bearer
+    session: every span of them holds no token, password, handle or secret they used."""
+
+    @pytest.fixture
+    def emulator(self) -> Iterator[RunningEmulator]:
+        """The demo tenant with a roomy Management API limit: the flows make several calls."""
+        data = demo_tenant()
+        data["limits"].update({"management_burst": 100, "management_per_second": 100})
+        running = start_emulator(data)
+        yield running
+        running.server.stop()
+
+    async def test_every_flow(
+        self,
+        gateway_factory: Factory,
+        spans: Spans,
+        emulator: RunningEmulator,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        issued = IssuedTokens(emulator, monkeypatch)
+        gateway, settings = await gateway_factory(tracing=spans.tracing, cors_origins=[SPA])
+        spans.clear()  # the migrations' statements
+
+        # cookie mode: log in, a read, a change with the CSRF headers, log out
+        handle, _ = await browser_login(gateway, ADMIN)
+        assert (await gateway.get("/auth/me", headers=cookie(handle))).status_code == 200
+        created = await gateway.post("/venues", json=VENUE, headers=cookie(handle, **FROM_SPA))
+        assert created.status_code == 201, created.text
+        ended = await gateway.delete("/auth/session", headers=cookie(handle, **FROM_SPA))
+        assert ended.status_code < 300, ended.text
+
+        # sign-up, then a password change (which ends the account's other sessions)
+        email, password, account = await sign_up(gateway)
+        mine = await login_as(gateway, email, password)
+        changed = await gateway.post(
+            "/users/me/password",
+            headers=bearer(mine),
+            json={"current_password": password, "new_password": NEW_PASSWORD},
+        )
+        assert changed.status_code == 204, changed.text
+
+        # an admin's Management API call, the user's id in the path
+        admin = await login_as(gateway, *ADMIN)
+        user_id = quote(account["user_id"], safe="")
+        looked_up = await gateway.get(f"/users/{user_id}", headers=bearer(admin))
+        assert looked_up.status_code == 200, looked_up.text
+
+        # the bearer session: login, refresh, logout
+        token = await login_as(gateway, *VIEWER)
+        refreshed = await gateway.post("/auth/refresh", headers=bearer(token))
+        assert refreshed.status_code == 200, refreshed.text
+        renewed = refreshed.json()["access_token"]
+        assert (await gateway.post("/auth/logout", headers=bearer(renewed))).status_code < 300
+
+        assert len(issued.tokens) >= 6, "logins, refresh, the Management API's token"
+        secrets = [*issued.tokens, *emulator.tenant.refresh_tokens, handle]
+        secrets += [ADMIN[1], VIEWER[1], password, NEW_PASSWORD]
+        assert settings.auth0.client_secret is not None
+        secrets.append(settings.auth0.client_secret.get_secret_value())
+        secrets += [key.get_secret_value() for key in settings.session.keys]
+        recorded = spans.all()
+        names = {span.name for span in recorded}
+        assert {"POST /auth/session", "DELETE /auth/session", "POST /users"} <= names, names
+        assert {"POST /users/me/password", "GET /users/{user_id}", "POST /auth/refresh"} <= names
+        assert_no_secret(recorded, secrets)
+
+
+def assert_no_secret(recorded: list[ReadableSpan], secrets: list[str]) -> None:
+    """No span's name, attributes, events or status holds any of ``secrets``, a JWT, a refresh
+    token, a query string or a credential header."""
     text = "\n".join(_span_text(span) for span in recorded)
     for secret in secrets:
         assert secret not in text
@@ -293,8 +450,6 @@ async def test_no_secret_in_any_span(
             assert "cookie" not in name.lower()
             if name in ("http.url", "url.full", "http.target"):
                 assert "?" not in str(value) or str(value).endswith("?REDACTED"), value
-    statements = [s for s in recorded if attribute(s, "db.statement", "db.query.text")]
-    assert any("LIKE" in str(attribute(s, "db.statement")) for s in statements)
 
 
 def _span_text(span: ReadableSpan) -> str:
@@ -387,6 +542,36 @@ class TestConfiguration:
             [sys.executable, "-c", program], env=env, capture_output=True, text=True, check=False
         )
         assert result.returncode == 0, result.stderr
+
+    @pytest.mark.parametrize(
+        ("propagators", "fields"),
+        [
+            (None, "traceparent,tracestate"),
+            ("tracecontext,baggage", "baggage,traceparent,tracestate"),
+            ("baggage", "baggage"),
+        ],
+    )
+    def test_trace_context_alone_unless_the_operator_says_otherwise(
+        self, propagators: str | None, fields: str
+    ) -> None:
+        """The headers read from requests and written on calls: a caller's ``baggage`` passes
+        only when ``OTEL_PROPAGATORS`` names it (read at import: a process of its own)."""
+        program = (
+            "from opentelemetry.propagate import get_global_textmap\n"
+            "from opentelemetry.sdk.trace.export.in_memory_span_exporter import "
+            "InMemorySpanExporter\n"
+            "from app.observability.tracing import Tracing\n"
+            "Tracing(InMemorySpanExporter(), batch=False).shutdown()\n"
+            "print(','.join(sorted(get_global_textmap().fields)))\n"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        if propagators is not None:
+            env["OTEL_PROPAGATORS"] = propagators
+        result = subprocess.run(  # noqa: S603 - this interpreter, a fixed program
+            [sys.executable, "-c", program], env=env, capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == fields
 
 
 @pytest.fixture
