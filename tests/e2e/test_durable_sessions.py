@@ -15,7 +15,7 @@ import jwt
 import pytest
 
 from app.auth.cipher import generate_key
-from app.cache import cache_key
+from app.cache import MemcachedCache, cache_key, secret_digest
 from tests.conftest import RunningEmulator
 from tests.db.fixtures import _in_thread, _migrated_database
 from tests.db.postgres import PostgresProcess
@@ -26,6 +26,9 @@ from tests.servers import MemcachedProcess
 LOCAL_TTL_S = 1.0
 # how long a worker may take to learn of a revocation: its in-process tier and its sync
 SETTLE_S = LOCAL_TTL_S + 0.5
+#: GATEWAY_SESSION__REVOCATION_SYNC_S's default: how soon a worker reads a revocation made
+#: elsewhere (what bounds a logout when memcached misses its delete)
+SYNC_S = 2.0
 
 Pair = tuple[httpx.AsyncClient, httpx.AsyncClient]
 
@@ -141,6 +144,36 @@ class TestMemcachedLosesEverything:
         keys = memcached.keys()
         assert any(":principal:" in key for key in keys)
         await assert_logout_holds_and_session_lives(pair, gone, live)
+
+    async def test_a_stale_entry_put_back_after_the_logout_is_refused(
+        self,
+        gateway_factory: Callable[..., Any],
+        memcached: MemcachedProcess,
+        emulator: RunningEmulator,
+    ) -> None:
+        """memcached handing out the principal the logout deleted (a lost delete, a node that
+        comes back with old data): a genuine, sealed entry, refused by the revocation list."""
+        pair = await two_instances(gateway_factory, memcached)
+        first, second = pair
+        gone = await login(first, VIEWER)
+        emulator.tenant.clock_offset_s += 1
+        live = await login(first, ADMIN)
+        assert await status(second, gone) == 200
+        stored = memcached.keys()  # the server's keys (a stats dump), not a dict
+        [key] = [k for k in stored if k.endswith(f":principal:{secret_digest(gone)}")]
+        cache = MemcachedCache.from_url(memcached.url)
+        try:
+            stale = await cache.get(key)
+            assert stale is not None
+            assert (await first.post("/auth/logout", headers=bearer(gone))).status_code == 204
+            assert await cache.get(key) is None, "the logout deletes the entry"
+            assert await cache.set(key, stale, 600)
+            # the second instance learns of the logout from the database's revocations
+            await asyncio.sleep(SYNC_S)
+            await assert_logout_holds_and_session_lives(pair, gone, live)
+            assert await cache.get(key) == stale, "refused as it is, not merely gone"
+        finally:
+            await cache.close()
 
 
 class TestLineage:

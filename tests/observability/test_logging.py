@@ -109,7 +109,6 @@ class TestRedact:
         assert redact("secret is configured-secret-value!") == f"secret is {MASK}!"
         assert redact("abc") == "abc"  # too short to mask without garbling text
 
-
     def test_every_secret_the_settings_hold_is_masked(self) -> None:
         secrets = {
             "introspection": "introspection-secret-0123456789abcdefXYZ",
