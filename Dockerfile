@@ -29,6 +29,22 @@ RUN /opt/tools/bin/pip --python /opt/venv/bin/python install --no-cache-dir --no
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="venue-gateway" \
       org.opencontainers.image.description="Auth0 password login in front of the venue API"
+# No pip or setuptools in the image, whichever the base: Debian's python3-venv brings their
+# wheels (/usr/share/python-wheels, purged with the packages that need them), the official image
+# installs both into site-packages with pip* in /usr/local/bin, and ensurepip may bundle wheels.
+# The runtime needs none of them: /opt/venv is complete.
+RUN if dpkg-query --show python3-pip-whl >/dev/null 2>&1; then \
+        dpkg --purge python3-venv python3.11-venv python3-pip-whl python3-setuptools-whl; \
+    fi \
+    && rm -rf /usr/share/python-wheels /usr/local/bin/pip /usr/local/bin/pip3* \
+        /usr/local/lib/python3*/site-packages/pip \
+        /usr/local/lib/python3*/site-packages/pip-*.dist-info \
+        /usr/local/lib/python3*/site-packages/setuptools \
+        /usr/local/lib/python3*/site-packages/setuptools-*.dist-info \
+        /usr/local/lib/python3*/site-packages/pkg_resources \
+        /usr/local/lib/python3*/site-packages/_distutils_hack \
+        /usr/local/lib/python3*/site-packages/distutils-precedence.pth \
+        /usr/local/lib/python3*/ensurepip/_bundled/*.whl
 # a fixed uid/gid, so volumes and Kubernetes' runAsUser can name it
 RUN groupadd --system --gid 10001 gateway \
     && useradd --system --uid 10001 --gid gateway --no-create-home \

@@ -21,18 +21,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from emulator.state import Tenant
+from emulator.state import ListLimits, Tenant
 
 Json = dict[str, Any]
 T = TypeVar("T")
 Page = Annotated[int | None, Query(ge=0)]  # 0-based
-#: ``per_page`` (and ``take``) at most 50 on Public Cloud (100 on Private Cloud): docs
-#: ``api/management/v2``, "Offset-Based Pagination".
-MAX_PER_PAGE = 50
-PerPage = Annotated[int | None, Query(ge=0, le=MAX_PER_PAGE)]
-#: Unpaginated lists (no ``page``, no ``per_page``) stop at 50 items: docs
-#: ``troubleshoot/product-lifecycle/past-migrations/migrate-to-paginated-queries``.
-UNPAGINATED_LIMIT = 50
+# at most the tenant's ListLimits.per_page_max, checked against the tenant by check_page_size
+PerPage = Annotated[int | None, Query(ge=0)]
+#: Items of a page when the caller does not say (users, and ``take`` of client grants).
+DEFAULT_PER_PAGE = 50
 # The body of a live tenant-wide 429, pasted in auth0-extensions/auth0-reset-tenant#31 (the
 # Authentication API's documented text, "Too many requests. Check the X-RateLimit-Limit, ...",
 # is not what the Management API says).
@@ -142,6 +139,14 @@ class ManagementRoute(APIRoute):
             return response
 
         return handle
+
+
+def check_page_size(size: int | None, name: str, tenant: Tenant) -> None:
+    """``per_page`` or ``take`` no larger than the tenant allows, answered as the schema's
+    ``maximum`` would be."""
+    maximum = tenant.list_limits.per_page_max
+    if size is not None and size > maximum:
+        raise invalid_query(f"Value {size} is greater than maximum {maximum}", name)
 
 
 def _query_error(errors: Sequence[Any]) -> ManagementError:
@@ -326,6 +331,7 @@ def paginate(
     page: int | None,
     per_page: int | None,
     include_totals: bool,
+    unpaginated_max: int,
     default_per_page: int | None = None,
     length: bool = False,
 ) -> list[Json] | Json:
@@ -333,14 +339,14 @@ def paginate(
 
     ``default_per_page`` None means paging is off when neither ``page`` nor ``per_page`` is
     sent (Auth0's clients, grants and APIs): the list then stops at its first
-    :data:`UNPAGINATED_LIMIT` items. Users page by 50 by default. ``length`` adds the
-    ``length`` field that the users list carries.
+    ``unpaginated_max`` items. Users page by 50 by default. ``length`` adds the ``length``
+    field that the users list carries.
     """
     if page is None and per_page is None and default_per_page is None:
-        start, limit = 0, UNPAGINATED_LIMIT
-        chosen = list(items[:UNPAGINATED_LIMIT])
+        start, limit = 0, unpaginated_max
+        chosen = list(items[:unpaginated_max])
     else:
-        limit = per_page if per_page is not None else (default_per_page or 50)
+        limit = per_page if per_page is not None else (default_per_page or DEFAULT_PER_PAGE)
         start = (page or 0) * limit
         chosen = list(items[start : start + limit])
     if not include_totals:
@@ -357,12 +363,13 @@ def paginate(
 class Paging:
     """A list's ``page`` / ``per_page`` / ``include_totals`` and how that list pages by default.
 
-    ``default_per_page`` and ``length`` are those of :func:`paginate`.
+    ``unpaginated_max``, ``default_per_page`` and ``length`` are those of :func:`paginate`.
     """
 
     page: int | None = None
     per_page: int | None = None
     include_totals: bool = False
+    unpaginated_max: int = ListLimits.unpaginated_max
     default_per_page: int | None = None
     length: bool = False
 
@@ -380,16 +387,19 @@ class Paging:
             page=self.page,
             per_page=self.per_page,
             include_totals=self.include_totals,
+            unpaginated_max=self.unpaginated_max,
             default_per_page=self.default_per_page,
             length=self.length,
         )
 
 
 def paging_query(
-    page: Page = None, per_page: PerPage = None, include_totals: bool = False
+    request: Request, page: Page = None, per_page: PerPage = None, include_totals: bool = False
 ) -> Paging:
     """Dependency: the paging query parameters of a list that is whole unless paged."""
-    return Paging(page, per_page, include_totals)
+    tenant = tenant_of(request)
+    check_page_size(per_page, "per_page", tenant)
+    return Paging(page, per_page, include_totals, tenant.list_limits.unpaginated_max)
 
 
 # FastAPI checks a dependency's query parameters before the route's own. Routes take this one

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from emulator.management_core import (
-    MAX_PER_PAGE,
+    DEFAULT_PER_PAGE,
     Json,
     ManagementError,
     ManagementRoute,
@@ -15,6 +15,7 @@ from emulator.management_core import (
     Prop,
     RequireScope,
     Schema,
+    check_page_size,
     conflict,
     found,
     invalid_query,
@@ -102,9 +103,10 @@ async def list_client_grants(
     audience: str | None = None,
     client_id: str | None = None,
     from_: Annotated[str | None, Query(alias="from")] = None,
-    take: Annotated[int | None, Query(ge=1, le=MAX_PER_PAGE)] = None,
+    take: Annotated[int | None, Query(ge=1)] = None,
 ) -> list[Json] | Json:
     """List grants: a bare array, ``include_totals``, or the checkpoint form (``from``/``take``)."""
+    check_page_size(take, "take", tenant)
     grants = [
         grant_json(g)
         for g in tenant.client_grants.values()
@@ -117,7 +119,7 @@ async def list_client_grants(
     if from_ is not None and from_ not in ids:
         raise invalid_query("Invalid checkpoint", "from")
     start = ids.index(from_) if from_ is not None else 0
-    size = take or 50
+    size = take or min(DEFAULT_PER_PAGE, tenant.list_limits.per_page_max)
     result: Json = {"client_grants": grants[start : start + size]}
     if start + size < len(grants):
         result["next"] = ids[start + size]

@@ -6,18 +6,21 @@ import re
 import secrets
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from emulator.management_core import (
+    DEFAULT_PER_PAGE,
     Json,
     ManagementError,
     ManagementRoute,
     Page,
     Paged,
     Paging,
+    PerPage,
     Prop,
     RequireScope,
     Schema,
+    check_page_size,
     conflict,
     found,
     invalid_body,
@@ -25,6 +28,7 @@ from emulator.management_core import (
     merge_one_level,
     read_body,
     select_fields,
+    tenant_of,
     without_none,
 )
 from emulator.management_search import compile_query
@@ -86,22 +90,35 @@ UPDATE_USER = Schema(
 # Root fields PATCH may set to null, which unsets them.
 _NULLABLE_FIELDS = ("given_name", "family_name", "name", "nickname", "picture", "phone_number")
 
-UserPerPage = Annotated[int | None, Query(ge=0, le=50)]  # Auth0 Public Cloud's maximum
-#: How many users a list or search can reach, paging included.
-MAX_USERS_LISTED = 1000
-# The message pasted in auth0/node-auth0#1246 (its tail, the docs link, is cut off there and
-# completed here); the errorCode is UNCONFIRMED.
-PAGED_TOO_FAR = (
-    "You can only page through the first 1000 records. "
-    "See https://auth0.com/docs/users/search/v3/view-search-results-by-page#limitation"
-)
+
+def _paged_too_far(reachable: int) -> str:
+    """The 400 of a page that starts past the users a list can reach.
+
+    The message pasted in auth0/node-auth0#1246 (its tail, the docs link, is cut off there and
+    completed here), with the tenant's limit in place of Auth0's 1000; the errorCode is
+    UNCONFIRMED.
+    """
+    return (
+        f"You can only page through the first {reachable} records. "
+        "See https://auth0.com/docs/users/search/v3/view-search-results-by-page#limitation"
+    )
 
 
 def _user_paging(
-    page: Page = None, per_page: UserPerPage = None, include_totals: bool = False
+    request: Request, page: Page = None, per_page: PerPage = None, include_totals: bool = False
 ) -> Paging:
     """Dependency: the users list pages by 50 unless asked otherwise and says its ``length``."""
-    return Paging(page, per_page, include_totals, default_per_page=50, length=True)
+    tenant = tenant_of(request)
+    check_page_size(per_page, "per_page", tenant)
+    limits = tenant.list_limits
+    return Paging(
+        page,
+        per_page,
+        include_totals,
+        limits.unpaginated_max,
+        default_per_page=min(DEFAULT_PER_PAGE, limits.per_page_max),
+        length=True,
+    )
 
 
 UserPaged = Annotated[Paging, Depends(_user_paging)]
@@ -243,12 +260,15 @@ async def list_users(
     if sort:
         name, _, direction = sort.partition(":")
         users.sort(key=lambda u: str(u.get(name, "")), reverse=direction == "-1")
-    per_page = paging.per_page if paging.per_page is not None else 50
-    if (paging.page or 0) * per_page >= MAX_USERS_LISTED:
-        raise ManagementError(400, PAGED_TOO_FAR, "invalid_paging")
-    # Auth0 lets a list or search reach its first 1,000 users only (docs
+    per_page = paging.per_page
+    if per_page is None:
+        per_page = paging.default_per_page or DEFAULT_PER_PAGE
+    reachable = tenant.list_limits.users_listed_max
+    if (paging.page or 0) * per_page >= reachable:
+        raise ManagementError(400, _paged_too_far(reachable), "invalid_paging")
+    # Auth0 lets a list or search reach its first 1,000 users only (users_listed_max; docs
     # manage-users/user-search/view-search-results-by-page, "Limitation").
-    return paging.answer(users[:MAX_USERS_LISTED], "users", fields, include_fields)
+    return paging.answer(users[:reachable], "users", fields, include_fields)
 
 
 @router.get("/api/v2/users-by-email")

@@ -58,7 +58,8 @@ MANAGEMENT_SCOPES = [
 ]
 
 DAY_S = 86_400
-#: A brute-force block lapses this long after the last failed login that fed it.
+#: Auth0 lifts a brute-force block this long after the last failed login that fed it: the
+#: default of the tenant file's ``limits.brute_force_block_s``.
 BRUTE_FORCE_BLOCK_S = 30 * DAY_S
 
 # Cheap parameters: the emulator hashes for realism, not for resistance to offline attack.
@@ -368,6 +369,25 @@ class LoginFailures:
 
 
 @dataclass
+class ListLimits:
+    """How far the Management API's lists reach; Auth0 Public Cloud's values by default.
+
+    The tenant file's ``limits`` may set each (``management_per_page_max``,
+    ``management_unpaginated_max``, ``users_listed_max``), e.g. to Private Cloud's 100 a page.
+    """
+
+    per_page_max: int = 50
+    """``per_page`` (and ``take``) at most: docs ``api/management/v2``, "Offset-Based
+    Pagination" (100 on Private Cloud)."""
+    unpaginated_max: int = 50
+    """Items of a list asked for without ``page`` and ``per_page``: docs
+    ``troubleshoot/product-lifecycle/past-migrations/migrate-to-paginated-queries``."""
+    users_listed_max: int = 1000
+    """Users a list or search reaches, paging included: docs
+    ``manage-users/user-search/view-search-results-by-page``, "Limitation"."""
+
+
+@dataclass
 class Fault:
     """Make the next ``count`` calls to ``path`` answer ``status`` after ``delay_ms``."""
 
@@ -421,6 +441,8 @@ class Tenant:
         self.requests: dict[str, int] = {}
         self.grants: dict[str, int] = {}
         self.brute_force_threshold = 10
+        self.brute_force_block_s = BRUTE_FORCE_BLOCK_S
+        self.list_limits = ListLimits()
         self.failed_logins: dict[tuple[str, str], LoginFailures] = {}  # by (user_id, ip)
         # Auth0's defaults: 20 logins a minute from one IP to one account, then 10 a minute;
         # 100 failed logins a day from one IP, across accounts, refilled evenly over the day.
@@ -731,11 +753,11 @@ class Tenant:
     def login_failures(self, user_id: str, ip: str) -> LoginFailures | None:
         """The failures counted against ``user_id`` from ``ip``, unless they have lapsed.
 
-        Auth0 lifts a block 30 days after the last failed login; the count before a block
-        lapses the same way.
+        Auth0 lifts a block 30 days (``brute_force_block_s``) after the last failed login; the
+        count before a block lapses the same way.
         """
         failures = self.failed_logins.get((user_id, ip))
-        if failures is not None and self.now() - failures.last_failure >= BRUTE_FORCE_BLOCK_S:
+        if failures is not None and self.now() - failures.last_failure >= self.brute_force_block_s:
             del self.failed_logins[(user_id, ip)]
             return None
         return failures
@@ -801,6 +823,15 @@ class Tenant:
         tenant.settings.flags.update(settings.get("flags", {}))
         limits = data.get("limits", {})
         tenant.brute_force_threshold = int(limits.get("brute_force_threshold", 10))
+        tenant.brute_force_block_s = _positive(limits, "brute_force_block_s", BRUTE_FORCE_BLOCK_S)
+        defaults = ListLimits()
+        tenant.list_limits = ListLimits(
+            per_page_max=_positive(limits, "management_per_page_max", defaults.per_page_max),
+            unpaginated_max=_positive(
+                limits, "management_unpaginated_max", defaults.unpaginated_max
+            ),
+            users_listed_max=_positive(limits, "users_listed_max", defaults.users_listed_max),
+        )
         tenant.same_user_login_limit = TokenBucket(
             burst=int(limits.get("same_user_login_burst", 20)),
             per_second=float(limits.get("same_user_login_per_minute", 10)) / 60,
@@ -853,6 +884,14 @@ def _idle_expiry(policy: dict[str, Any], now: float) -> float | None:
     if policy.get("infinite_idle_token_lifetime", False):
         return None
     return now + int(policy.get("idle_token_lifetime", 2_592_000))
+
+
+def _positive(limits: dict[str, Any], name: str, default: int) -> int:
+    """The tenant file's ``limits.<name>``, a whole number of at least 1, or ``default``."""
+    value = limits.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"limits.{name} must be a whole number of at least 1, not {value!r}")
+    return value
 
 
 def _expand_issuer(value: Any, issuer: str) -> Any:

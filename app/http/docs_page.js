@@ -17,6 +17,12 @@
   const scheme = config.scheme;
   const secrets = ['password', 'clientSecret'];
   const sent = new Map(); // url -> the request, to send it again after a refresh
+  // Calls whose 401 is their own answer, not an expired token to refresh: a login's refusal, the
+  // refresh itself (which would loop), a logout (the session is ending anyway) and cookie mode's
+  // session, which has no bearer token. GET /auth/me and every other call are refreshed.
+  const ownRefusal = new Set(
+    ['/auth/login', '/auth/refresh', '/auth/logout', '/auth/session'].map((path) => root + path),
+  );
 
   function withoutSecrets(auth) {
     const kept = { ...auth };
@@ -91,9 +97,7 @@
     sent.delete(response.url);
     const ui = window.ui;
     if (response.status !== 401 || !request || request.gatewayRetry || !ui) return response;
-    if (new URL(response.url, location.href).pathname.startsWith(`${root}/auth/`)) {
-      return response;
-    }
+    if (ownRefusal.has(new URL(response.url, location.href).pathname)) return response;
     if (errorOf(response)?.error !== 'invalid_token') return response;
     const token = accessToken(ui);
     if (!token) return response;

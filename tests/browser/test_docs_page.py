@@ -173,9 +173,8 @@ def test_no_password_is_stored_and_logout_ends_the_session(page: Page, gateway_u
     assert page.evaluate("() => localStorage.getItem('authorized')") in (None, "{}")
 
 
-def test_an_expired_token_is_refreshed_once_then_an_ended_session_says_log_in_again(
-    page: Page, gateway_url: str, emulator: RunningEmulator
-) -> None:
+def authorized_until_expiry(page: Page, gateway_url: str, emulator: RunningEmulator) -> str:
+    """Authorize with tokens of two seconds' life, wait until the gateway refuses the token."""
     emulator.tenant.resource_servers["https://api.venues.local"].token_lifetime = 2
     authorized(page).get_by_role("button", name="Close").first.click()
     old = stored_token(page)
@@ -183,6 +182,13 @@ def test_an_expired_token_is_refreshed_once_then_an_ended_session_says_log_in_ag
     while me(gateway_url, old) == 200:  # until the gateway says it has expired
         assert time.monotonic() < deadline, "the token never expired"
         time.sleep(0.2)
+    return old
+
+
+def test_an_expired_token_is_refreshed_once_then_an_ended_session_says_log_in_again(
+    page: Page, gateway_url: str, emulator: RunningEmulator
+) -> None:
+    old = authorized_until_expiry(page, gateway_url, emulator)
 
     with page.expect_response("**/auth/refresh") as refreshed:
         operation = list_venues(page)
@@ -203,3 +209,18 @@ def test_an_expired_token_is_refreshed_once_then_an_ended_session_says_log_in_ag
         "Press Authorize and log in again."
     )
     assert page.evaluate("() => localStorage.getItem('authorized')") in (None, "{}")
+
+
+def test_get_me_with_an_expired_token_is_refreshed_too(
+    page: Page, gateway_url: str, emulator: RunningEmulator
+) -> None:
+    old = authorized_until_expiry(page, gateway_url, emulator)
+
+    operation = page.locator("#operations-auth-getMe")
+    operation.locator(".opblock-summary").click()
+    with page.expect_response("**/auth/refresh") as refreshed:
+        operation.get_by_role("button", name="Execute").click()
+    assert refreshed.value.status == 200
+    expect(status_of(operation)).to_have_text("200")
+    expect(operation.locator(".live-responses-table")).to_contain_text(VIEWER[0])
+    assert stored_token(page) != old

@@ -136,3 +136,14 @@ def test_disruption_budget_and_autoscaler_target_the_gateway() -> None:
     assert hpa["minReplicas"] > pdb["maxUnavailable"]
     service = everything[("Service", "venue-gateway")]["spec"]
     assert service["selector"].items() <= labels.items()
+
+
+def test_the_autoscaler_alone_sets_the_replica_count() -> None:
+    everything = resources()
+    for hpa in (doc for (kind, _), doc in everything.items() if kind == "HorizontalPodAutoscaler"):
+        target = hpa["spec"]["scaleTargetRef"]
+        scaled = everything[(target["kind"], target["name"])]
+        assert "replicas" not in scaled["spec"], (
+            f"{target['kind']}/{target['name']} is scaled by an autoscaler: every apply "
+            "would reset its count to spec.replicas"
+        )

@@ -69,6 +69,7 @@ def test_the_defaults_are_auth0s() -> None:
     assert tenant.suspicious_ip_limit.burst == 100
     assert round(tenant.suspicious_ip_limit.per_second * 86_400) == 100
     assert tenant.suspicious_ip_limit.enabled
+    assert tenant.brute_force_block_s == 30 * 86_400
 
 
 def test_the_fixtures_make_them_roomy_unless_told(
@@ -225,4 +226,16 @@ class TestBruteForceBlockLapses:
             await _move_clock(http, 30 * 86_400)
             assert (await _login(http)).status_code == 429
             await _move_clock(http, 40 * 86_400)
+            assert (await _login(http)).status_code == 200
+
+    async def test_the_tenant_file_sets_how_long(self, emulator_factory: Factory) -> None:
+        running = emulator_factory(_tenant(brute_force_threshold=2, brute_force_block_s=3600))
+        assert running.tenant.brute_force_block_s == 3600
+        async with client_for(running) as http:
+            await _login(http, right=False)
+            await _login(http, right=False)
+            assert_error(await _login(http), 429, "too_many_attempts", BLOCKED)
+            await _move_clock(http, 3500)
+            assert (await _login(http)).status_code == 429
+            await _move_clock(http, 3700)
             assert (await _login(http)).status_code == 200

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from emulator.state import ResourceServer
+from emulator.state import ListLimits, ResourceServer, Tenant
 from tests.conftest import RunningEmulator
 from tests.emulator.auth_helpers import client_for, login
 from tests.emulator.management_helpers import (
@@ -267,3 +267,51 @@ class TestPagingLimits:
         assert (body["start"], body["limit"], body["total"]) == (0, 50, total)
         assert len(body["resource_servers"]) == 50
         assert len(paged.json()) == total - 50
+
+    def test_the_defaults_are_auth0s(self) -> None:
+        tenant = Tenant.from_file(None, "http://emulator.test/")
+        assert tenant.list_limits == ListLimits(
+            per_page_max=50, unpaginated_max=50, users_listed_max=1000
+        )
+
+    async def test_the_tenant_file_raises_the_page_size(self, emulator_factory: Factory) -> None:
+        running = emulator_factory(
+            management_tenant(management_per_page_max=100, management_unpaginated_max=70)
+        )
+        for i in range(120):
+            identifier = f"https://api-{i:03d}.example"
+            running.tenant.resource_servers[identifier] = ResourceServer(identifier, f"API {i}")
+        async with management_client(running, await management_token(running)) as api:
+            hundred = await api.get("/resource-servers", params={"per_page": 100})
+            bare = await api.get("/resource-servers")
+            users = await api.get("/users", params={"per_page": 100})
+            grants = await api.get("/client-grants", params={"take": 100})
+            over = await api.get("/resource-servers", params={"per_page": 101})
+            users_over = await api.get("/users", params={"per_page": 101})
+            take_over = await api.get("/client-grants", params={"take": 101})
+        assert len(hundred.json()) == 100
+        assert len(bare.json()) == 70
+        assert users.status_code == 200
+        assert grants.status_code == 200
+        for response, name in [(over, "per_page"), (users_over, "per_page"), (take_over, "take")]:
+            assert_management_error(
+                response,
+                400,
+                f"Query validation error: 'Value 101 is greater than maximum 100' "
+                f"on property {name}.",
+                "invalid_query_string",
+            )
+
+    @pytest.mark.parametrize(
+        "limits",
+        [
+            {"management_per_page_max": 0},
+            {"management_unpaginated_max": -1},
+            {"users_listed_max": "1000"},
+            {"brute_force_block_s": True},
+        ],
+    )
+    def test_the_tenant_file_refuses_a_limit_below_one(self, limits: dict[str, object]) -> None:
+        name = next(iter(limits))
+        with pytest.raises(ValueError, match=f"limits.{name} must be a whole number"):
+            Tenant.from_dict(management_tenant(**limits), "http://emulator.test/")

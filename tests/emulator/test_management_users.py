@@ -482,6 +482,28 @@ class TestListLimits:
             "invalid_paging",
         )
 
+    async def test_the_tenant_file_sets_how_many_users_a_list_reaches(
+        self, emulator_factory: Factory
+    ) -> None:
+        running = emulator_factory(management_tenant(users_listed_max=5))
+        _add_users(running, 10)
+        async with management_client(running, admin_token(running)) as api:
+            first = await api.get("/users", params={"per_page": 4, "include_totals": "true"})
+            across = await api.get(
+                "/users", params={"page": 1, "per_page": 4, "include_totals": "true"}
+            )
+            beyond = await api.get("/users", params={"page": 1, "per_page": 5})
+        assert len(first.json()["users"]) == 4
+        assert len(across.json()["users"]) == 1
+        assert across.json()["total"] == 5
+        assert_management_error(
+            beyond,
+            400,
+            "You can only page through the first 5 records. "
+            "See https://auth0.com/docs/users/search/v3/view-search-results-by-page#limitation",
+            "invalid_paging",
+        )
+
 
 class TestPermissionsAndRoles:
     async def test_permissions(self, shared_api: httpx.AsyncClient) -> None:

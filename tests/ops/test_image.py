@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import shutil
 import subprocess
+import tarfile
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import httpx
@@ -164,7 +166,44 @@ def running(image: str, data_dir: Path) -> Iterator[tuple[Container, Container, 
         memcached.stop()
 
 
-def test_no_pip_or_setuptools_in_the_image(image: str) -> None:
+# a package's directory or an executable (pip, pip3, pip3.11), its metadata or its wheel
+PACKAGING_TOOL = re.compile(
+    r"(pip|setuptools)(\d[\d.]*)?|(pip|setuptools)-[^/]*\.(dist-info|egg-info|whl)"
+)
+
+
+def packaging_tools_in(image: str) -> list[str]:
+    """Every path of the image's whole file system that is pip or setuptools, or part of one."""
+    name = f"vg-test-{uuid.uuid4().hex[:10]}"
+    created = podman("create", f"--name={name}", *HARDENED, "--entrypoint=true", image)
+    assert created.returncode == 0, created.stderr
+    try:
+        # the merged file system, as the container sees it (files a later layer deleted are not
+        # in it), read as the storage holds it: no directory is hidden by its permissions
+        with subprocess.Popen(  # noqa: S603 - our own wrapper, fixed argv
+            [str(PODMAN), "export", name], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ) as exported:
+            assert exported.stdout is not None
+            with tarfile.open(fileobj=exported.stdout, mode="r|") as archive:
+                paths = [member.name for member in archive]
+            status = exported.wait(timeout=300)
+            errors = exported.stderr.read().decode() if exported.stderr else ""
+            assert status == 0, errors
+    finally:
+        podman("rm", "-f", name)
+    assert len(paths) > 1000, "the export is not the image's file system"
+    return sorted(
+        path
+        for path in paths
+        if any(PACKAGING_TOOL.fullmatch(part) for part in PurePosixPath(path).parts)
+    )
+
+
+def test_no_pip_or_setuptools_anywhere_in_the_image(image: str) -> None:
+    # the base has them (the stand-in: Debian's wheels for venv; the official image: installed),
+    # so the search finds what the Dockerfile must remove
+    assert packaging_tools_in(BASE_IMAGE)
+    assert packaging_tools_in(image) == []
     probe = "import importlib.util as u; print(u.find_spec('pip'), u.find_spec('setuptools'))"
     result = podman("run", "--rm", *HARDENED, "--entrypoint=python", image, "-c", probe)
     assert result.returncode == 0, result.stderr
