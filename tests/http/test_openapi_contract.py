@@ -108,11 +108,14 @@ def test_a_route_added_later_gets_a_named_operation_and_documents_its_errors() -
         if status[0] in "45" and status != "422"
     }
     assert codes == {
-        "401": ["invalid_request", "invalid_token"],
-        "403": ["csrf_failed", "insufficient_scope"],  # a change with the session cookie
+        # the session cookie is taken too: its session may be over, or its refresh refused
+        "401": ["invalid_grant", "invalid_request", "invalid_token"],
+        "403": ["csrf_failed", "insufficient_scope", "user_blocked"],
         "404": ["not_found"],
         "409": ["conflict"],
-        "503": ["upstream_unavailable"],
+        "429": ["too_many_requests"],
+        "502": ["upstream_misconfigured"],
+        "503": ["session_store_unavailable", "upstream_unavailable"],
     }
     assert operation["responses"]["401"]["headers"]["WWW-Authenticate"]["schema"]
 
