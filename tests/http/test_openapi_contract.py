@@ -337,7 +337,7 @@ def test_every_example_is_a_text_the_server_sends(spec: dict[str, Any]) -> None:
 
 
 # (method, a path to call, the path in the document, the request's body) for each route's 422
-INVALID = [
+INVALID: list[tuple[str, str, str, dict[str, Any]]] = [
     ("post", "/auth/login", "/auth/login", {"json": {"username": "x"}}),
     ("post", "/auth/session", "/auth/session", {"json": {"username": "x"}}),
     ("post", "/tokens/introspect", "/tokens/introspect", {"data": {"token_type_hint": "x"}}),
