@@ -49,6 +49,9 @@ _PROFILE_RETRY_TTL_S = 60
 _MAX_LOCAL_PROFILES = 10_000
 _STORE_RETRY_S = 5.0
 
+OPAQUE_UNCHECKED = "Cannot validate the token with the identity provider."
+"""The 503 of an opaque token whose ``/userinfo`` check failed."""
+
 
 class PrincipalResolver:
     """Turns access tokens into principals, caching them no longer than the token lives."""
@@ -290,9 +293,7 @@ class PrincipalResolver:
             await self._cache.set(rejected, b"1", self._settings.opaque_cache_s)
             raise
         except GatewayError as exc:
-            raise UpstreamUnavailable(
-                "Cannot validate the token with the identity provider."
-            ) from exc
+            raise UpstreamUnavailable(OPAQUE_UNCHECKED) from exc
         ttl = float(self._settings.opaque_cache_s)
         principal = Principal(
             sub=str(info.get("sub", "")),

@@ -54,6 +54,21 @@ _MAX_DESCRIPTION = 300
 #: The stable, token-free descriptions of a rejected access token.
 MSG_INVALID = "The access token is invalid."
 MSG_EXPIRED = "The access token has expired."
+#: What a 429 says: Auth0 rate-limits logins of one account, or the gateway itself.
+MSG_LOGIN_RATE_LIMITED = "Too many login attempts for this account; try again later."
+MSG_GATEWAY_RATE_LIMITED = "The identity provider is rate limiting the gateway; try again later."
+#: ``too_many_attempts`` when Auth0 gives no text of its own.
+MSG_TOO_MANY_ATTEMPTS = "Too many failed login attempts; this account is blocked."
+#: Auth0's own texts of ``too_many_attempts``, passed on as they are: brute-force protection
+#: (this user from this IP) and suspicious-IP throttling (this IP, every account).
+AUTH0_BRUTE_FORCE = (
+    "Your account has been blocked after multiple consecutive login attempts. We've sent you a "
+    "notification via your preferred contact method with instructions on how to unblock it."
+)
+AUTH0_SUSPICIOUS_IP = (
+    "We have detected suspicious login behavior and further attempts will be blocked. Please "
+    "contact the administrator."
+)
 
 
 class Endpoint(StrEnum):
@@ -97,7 +112,7 @@ def error_for(
         # the user which one and what to do
         log.info("Auth0 %s: too_many_attempts (attack protection)", endpoint)
         return RateLimited(
-            description or "Too many failed login attempts; this account is blocked.",
+            description or MSG_TOO_MANY_ATTEMPTS,
             code="too_many_attempts",
             retry_after=retry_after_s(response, DEFAULT_RATE_LIMIT_RETRY_S, wall_clock),
         )
@@ -107,14 +122,8 @@ def error_for(
         if endpoint is Endpoint.LOGIN:
             # on a login this is most likely Auth0's same-user login limit (20 a minute
             # per account and IP, then 10), the caller's doing rather than the gateway's
-            return RateLimited(
-                "Too many login attempts for this account; try again later.",
-                retry_after=retry_after,
-            )
-        return RateLimited(
-            "The identity provider is rate limiting the gateway; try again later.",
-            retry_after=retry_after,
-        )
+            return RateLimited(MSG_LOGIN_RATE_LIMITED, retry_after=retry_after)
+        return RateLimited(MSG_GATEWAY_RATE_LIMITED, retry_after=retry_after)
     if error == "mfa_required":
         return Forbidden(
             "This account requires multifactor authentication, which this login does not support.",

@@ -27,6 +27,9 @@ from app.http.errors import GatewayError, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
 
+KEYS_UNAVAILABLE = "The identity provider's signing keys are unavailable; try again shortly."
+"""The 503 of a token to check while no key set of the tenant could ever be fetched."""
+
 #: How often a token Auth0 has just issued to the gateway may make the key set be fetched again.
 ISSUED_REFETCH_INTERVAL_S = 1.0
 
@@ -95,10 +98,7 @@ class JwksCache:
         elif kid not in self._keys:
             await self._refetch(unknown_kid=True, cause=cause)
         if self._keys is None:
-            raise UpstreamUnavailable(
-                "The identity provider's signing keys are unavailable; try again shortly.",
-                retry_after=self._retry_after(),
-            )
+            raise UpstreamUnavailable(KEYS_UNAVAILABLE, retry_after=self._retry_after())
         try:
             return self._keys[kid]
         except KeyError:

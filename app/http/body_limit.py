@@ -5,21 +5,27 @@ one shape.
 The depth is checked before anything parses the body: Python's JSON decoder, pydantic and the
 code after them each recurse once per level, and a body of a few kilobytes can nest thousands
 of levels deep.
+
+Only a route that reads a body is checked: one with body fields, or one whose dependency reads
+the body itself (a :class:`BodyReader`, as the login's). A body sent to any other route is
+never read: uvicorn buffers at most 64 KiB of it (its flow control's high-water mark) and
+discards the rest once the answer is sent, so it costs nothing to ignore.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from fastapi import Request, Response, params
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive
 
-from app.http.errors import BadRequest, UnsupportedMediaType
+from app.http.errors import BadRequest, RequestTooLarge, UnsupportedMediaType
 
 MAX_BODY_BYTES = 64 * 1024
 JSON_ADVICE = "Send the body as JSON (application/json, or another application/*+json type)."
@@ -46,10 +52,50 @@ def json_depth(body: bytes) -> int:
     return deepest
 
 
+def too_large(limit: int) -> RequestTooLarge:
+    """The 413 of a body over ``limit`` bytes."""
+    return RequestTooLarge(f"The request body is larger than {limit} bytes.")
+
+
+def too_deep() -> BadRequest:
+    """The 400 of a JSON body nested deeper than :data:`MAX_JSON_DEPTH`."""
+    return BadRequest(f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep.")
+
+
 def _too_large(limit: int) -> StarletteHTTPException:
     # FastAPI re-raises an HTTPException from the body read as is, and the app's handler renders
     # it as request_too_large; any other exception there would become a generic 400.
-    return StarletteHTTPException(413, detail=f"The request body is larger than {limit} bytes.")
+    return StarletteHTTPException(413, detail=too_large(limit).description)
+
+
+T = TypeVar("T")
+
+
+class BodyReader(Generic[T]):
+    """A dependency that reads the request body itself (no body fields), at most ``max_bytes``.
+
+    A :class:`BodyLimitRoute` depending on one checks its body as it checks body fields, with
+    this limit; the reader checks the limit too, for a route of another class.
+    """
+
+    def __init__(self, read: Callable[[Request, bytes], Awaitable[T]], *, max_bytes: int) -> None:
+        """``read`` gets the request and its body, already read and within ``max_bytes``."""
+        self.read = read
+        self.max_bytes = max_bytes
+
+    async def __call__(self, request: Request) -> T:
+        """What ``read`` makes of the body; 413 over the limit."""
+        body = await request.body()
+        if len(body) > self.max_bytes:
+            raise too_large(self.max_bytes)
+        return await self.read(request, body)
+
+
+def _readers(dependant: Dependant) -> Iterator[BodyReader[Any]]:
+    for dependency in dependant.dependencies:
+        if isinstance(dependency.call, BodyReader):
+            yield dependency.call
+        yield from _readers(dependency)
 
 
 def _capped(receive: Receive, limit: int) -> Receive:
@@ -92,29 +138,32 @@ def _reads(route: APIRoute) -> _BodyMedia | None:
 
 
 class BodyLimitRoute(APIRoute):
-    """An ``APIRoute`` answering 413 when the body is over :data:`MAX_BODY_BYTES`.
+    """An ``APIRoute`` answering 413 when the body it reads is over its :attr:`body_limit`.
 
     A declared ``Content-Length`` over the limit is refused before reading; a chunked body is
     counted as it arrives and refused once it passes the limit. A non-empty body in a content
     type the route's body does not read is 415 (FastAPI would call it invalid fields, 422).
+    A route that reads no body is not checked at all: its body is never read.
     """
 
     max_body_bytes = MAX_BODY_BYTES
 
     @property
-    def _reads_body(self) -> bool:
-        return not (
-            self.body_field is None and self.methods is not None and self.methods <= {"GET", "HEAD"}
-        )
+    def body_limit(self) -> int | None:
+        """The most bytes of body the route reads; None when it reads no body."""
+        limits = [reader.max_bytes for reader in _readers(self.dependant)]
+        if self.body_field is not None:
+            limits.append(self.max_body_bytes)
+        return min(limits, default=None)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """The route's handler, behind the size check."""
         handler = super().get_route_handler()
-        if not self._reads_body:
-            # nothing here reads a body: GET /auth/me and GET /venues/{id} skip the check's
-            # per-request cost (docs/performance.md)
+        limit = self.body_limit
+        if limit is None:
+            # nothing here reads a body: GET /auth/me and DELETE /venues/{id} skip the check
+            # and its per-request cost (docs/performance.md)
             return handler
-        limit = self.max_body_bytes
         reads = _reads(self)
 
         async def limited_handler(request: Request) -> Response:
@@ -130,7 +179,7 @@ class BodyLimitRoute(APIRoute):
                 "json" in request.headers.get("content-type", "")
                 and json_depth(await capped.body()) > MAX_JSON_DEPTH
             ):
-                raise BadRequest(f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep.")
+                raise too_deep()
             return await handler(capped)
 
         return limited_handler

@@ -5,13 +5,16 @@ come from layers a route does not see, so they are derived here and merged into 
 declares (the codes of one status form one ``enum``):
 
 - the bearer dependency: 401 (no, bad, expired or revoked token) and 503 (the tenant's keys or
-  ``/userinfo`` unreachable while validating);
+  ``/userinfo`` unreachable while validating, or the revocations unreadable);
+- the session cookie, which every route of the bearer dependency also takes: 401 for a session
+  that is over, and what the refresh of its access token can answer (:data:`REFRESH_ERRORS`);
 - :class:`~app.deps.security.RequireScopes`: 403 ``insufficient_scope`` naming the permissions,
   which are also listed in ``x-permissions`` and appended to the description;
-- a request body: 400 when declared JSON does not parse, 413 over the size limit
-  (:class:`~app.http.body_limit.BodyLimitRoute`), 415 for a content type the route does not
-  read, 422 for invalid fields (FastAPI's ``HTTPValidationError`` is replaced by the one error
-  shape, which is what :mod:`app.http.errors` really answers);
+- a body the route reads: 400 when declared JSON does not parse or nests too deep, 413 over
+  the route's own limit (:class:`~app.http.body_limit.BodyLimitRoute`), 415 for a content type
+  the route does not read; a route that reads no body gives none of these;
+- 422 for invalid fields: FastAPI's ``HTTPValidationError`` is replaced by the one error shape,
+  with the route's own answer as the example (:func:`invalid_fields`);
 - ``If-Match`` is required in the document wherever its absence is a 428;
 - every answer carries ``X-Request-ID``.
 
@@ -25,25 +28,34 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, params
 from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import request_params_to_args
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from pydantic import BaseModel
 
-from app.clients.auth0_errors import MSG_EXPIRED, MSG_INVALID
+from app.auth.browser import session_ended
+from app.auth.resolver import OPAQUE_UNCHECKED
+from app.clients.auth0_errors import MSG_EXPIRED, MSG_GATEWAY_RATE_LIMITED, MSG_INVALID
+from app.clients.jwks import KEYS_UNAVAILABLE
 from app.deps.security import RequireScopes, current_principal, oauth2_scheme
-from app.http.body_limit import FORM_ADVICE, JSON_ADVICE, MAX_BODY_BYTES
+from app.http.body_limit import FORM_ADVICE, JSON_ADVICE, BodyLimitRoute, too_deep, too_large
 from app.http.csrf import CSRF_REFUSALS, UNSAFE_METHODS
 from app.http.errors import (
+    Forbidden,
+    GatewayError,
     InsufficientScope,
     MalformedJson,
-    RequestTooLarge,
+    RateLimited,
+    RefreshRejected,
+    SessionStoreUnavailable,
     Unauthorized,
     UnsupportedMediaType,
+    UpstreamMisconfigured,
     UpstreamUnavailable,
+    ValidationFailed,
 )
 from app.http.responses import (
-    INVALID_FIELDS,
     ErrorExample,
     ValidationIssue,
     merge_answers,
@@ -84,10 +96,29 @@ UNAUTHORIZED = [
     ),
 ]
 """What the bearer check answers (:mod:`app.deps.security`): a few of its real 401s."""
-UNAVAILABLE = UpstreamUnavailable(
-    "The identity provider is unavailable to check the token; try again shortly."
+KEYS_DOWN = UpstreamUnavailable(KEYS_UNAVAILABLE)
+"""What any check of a token answers when the tenant's signing keys cannot be had."""
+UNAVAILABLE: list[GatewayError] = [
+    KEYS_DOWN,
+    UpstreamUnavailable(OPAQUE_UNCHECKED),
+    # a worker that never read the revocations cannot tell a logged-out token from a good one
+    SessionStoreUnavailable(),
+]
+"""What the bearer check answers when the tenant's keys, ``/userinfo`` or the database that
+holds the revocations cannot be reached."""
+REFRESH_ERRORS: tuple[GatewayError, ...] = (
+    RefreshRejected(),
+    RefreshRejected("No session for this access token; log in again."),
+    Forbidden("This account is blocked.", code="user_blocked"),
+    RateLimited(MSG_GATEWAY_RATE_LIMITED),
+    UpstreamMisconfigured(),
+    UpstreamUnavailable(),
+    SessionStoreUnavailable(),
 )
-"""What the bearer check answers when the tenant's keys or ``/userinfo`` are unreachable."""
+"""What a refresh answers besides the check of the token (``/auth/refresh``, and the refresh
+cookie mode makes of a session's access token before it expires)."""
+COOKIE_ERRORS: tuple[GatewayError, ...] = (session_ended(), *REFRESH_ERRORS)
+"""What the session cookie adds to the bearer check's answers (:mod:`app.auth.browser`)."""
 
 
 _COMPONENTS: dict[str, type[BaseModel]] = {}
@@ -134,22 +165,49 @@ def security_answers(dependant: Dependant) -> tuple[list[ErrorExample], list[str
     answers: list[ErrorExample] = []
     if oauth2_scheme in calls or current_principal in calls:
         answers += [ErrorExample.of(error) for error in UNAUTHORIZED]
+    if oauth2_scheme in calls:
+        answers.append(ErrorExample.of(KEYS_DOWN))
     if current_principal in calls:
-        answers.append(ErrorExample.of(UNAVAILABLE))
+        answers += [ErrorExample.of(error) for error in [*UNAVAILABLE, *COOKIE_ERRORS]]
     if permissions:
         answers.append(ErrorExample.of(InsufficientScope(permissions)))
     return answers, permissions
 
 
-def _body_answers(operation: dict[str, Any]) -> list[ErrorExample]:
+_WIRE_VALUES = ("", "x", "x" * 5000)
+"""Values a path, query or header parameter can carry, tried in turn for one it refuses."""
+
+
+def invalid_fields(route: APIRoute) -> ErrorExample | None:
+    """The route's own 422: its answer to an empty body object, or else to the first value of
+    :data:`_WIRE_VALUES` that one of its parameters refuses, the first in order whose error
+    names the parameter plainly (not a branch of a union). None when it validates nothing."""
+    errors: list[Any] = []
+    if route.body_field is not None:
+        errors = route.body_field.validate({}, loc=("body",))[1]
+    dependant = route.dependant
+    fields = [*dependant.path_params, *dependant.query_params, *dependant.header_params]
+    for field in fields:
+        for value in _WIRE_VALUES:
+            if errors or (isinstance(field.field_info, params.Path) and not value):
+                continue  # found already, or an empty path segment (which no request has)
+            found = request_params_to_args([field], {field.alias: value})[1]
+            if all(len(error["loc"]) == 2 for error in found):
+                errors = found
+    if not errors:
+        return None
+    return ErrorExample.of(ValidationFailed.from_errors(errors))
+
+
+def _body_answers(operation: dict[str, Any], route: APIRoute) -> list[ErrorExample]:
     content = operation.get("requestBody", {}).get("content", {})
-    if not content:
+    limit = route.body_limit if isinstance(route, BodyLimitRoute) else None
+    if not content or limit is None:
         return []
-    too_large = RequestTooLarge(f"The request body is larger than {MAX_BODY_BYTES} bytes.")
-    answers = [ErrorExample.of(too_large), INVALID_FIELDS]
+    answers = [ErrorExample.of(too_large(limit))]
     json_body = any(media.endswith("json") for media in content)
     if json_body:
-        answers.append(ErrorExample.of(MalformedJson()))
+        answers += [ErrorExample.of(MalformedJson()), ErrorExample.of(too_deep())]
     # a route that documents its own 415 reads its body itself (login: JSON or a form)
     if "415" not in operation.get("responses", {}):
         advice = JSON_ADVICE if json_body else FORM_ADVICE
@@ -166,13 +224,17 @@ def _require_if_match(operation: dict[str, Any]) -> None:
 
 
 def _complete(
-    operation: dict[str, Any], answers: list[ErrorExample], permissions: list[str]
+    operation: dict[str, Any], route: APIRoute, answers: list[ErrorExample], permissions: list[str]
 ) -> None:
     responses = operation.setdefault("responses", {})
     media = responses.get("422", {}).get("content", {}).get("application/json", {})
     if media.get("schema", {}).get("$ref") == _FASTAPI_422_REF:
-        merge_answers(responses, [INVALID_FIELDS], replace=True)
-    merge_answers(responses, [*_body_answers(operation), *answers])
+        own = invalid_fields(route)
+        if own is None:  # FastAPI documents a 422 the route cannot give
+            del responses["422"]
+        else:
+            merge_answers(responses, [own], replace=True)
+    merge_answers(responses, [*_body_answers(operation, route), *answers])
     _require_if_match(operation)
     # said, not left out: these routes need no credentials
     operation.setdefault("security", [])
@@ -245,6 +307,7 @@ def complete_responses(app: FastAPI) -> None:
         for route in iter_route_contexts(app.routes):
             if not _documented(route):
                 continue
+            assert isinstance(route.original_route, APIRoute)  # noqa: S101 - _documented says so
             answers, permissions = security_answers(route.dependant)
             for method in route.methods or ():
                 operation = schema["paths"].get(route.path_format or "", {}).get(method.lower())
@@ -252,7 +315,7 @@ def complete_responses(app: FastAPI) -> None:
                     # a change made with the session cookie must pass the CSRF check
                     csrf = current_principal in _calls(route.dependant) and method in UNSAFE_METHODS
                     refusals = [ErrorExample.of(e) for e in CSRF_REFUSALS] if csrf else []
-                    _complete(operation, [*answers, *refusals], permissions)
+                    _complete(operation, route.original_route, [*answers, *refusals], permissions)
         _components(schema)
         _name_error_schemas(schema)
         return schema

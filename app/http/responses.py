@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.http.errors import GatewayError, ValidationFailed
+from app.http.errors import GatewayError
 
 VALIDATION_ISSUE_REF = "#/components/schemas/ValidationIssue"
 
@@ -77,19 +77,6 @@ class ErrorExample:
         if self.details is not None:
             body["details"] = [dict(d) for d in self.details]
         return body
-
-
-INVALID_FIELDS = ErrorExample.of(
-    ValidationFailed.from_errors(
-        [
-            {
-                "loc": ("query", "limit"),
-                "msg": "Input should be less than or equal to 100",
-                "type": "less_than_equal",
-            }
-        ]
-    )
-)
 
 
 def _schema(examples: list[ErrorExample]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
+from app.auth.browser import session_ended
 from app.deps.browser import session_handle
 from app.deps.security import ServicesDep
 from app.http.body_limit import BodyLimitRoute
@@ -14,6 +15,7 @@ from app.http.client_ip import client_ip
 from app.http.cookies import clear_session_cookie, set_session_cookie
 from app.http.csrf import CSRF_REFUSALS, check_csrf
 from app.http.errors import GatewayError, SessionStoreUnavailable
+from app.http.openapi import KEYS_DOWN
 from app.http.responses import error_responses
 from app.routers.auth import LOGIN_ERRORS, LoginRequest, PrincipalOut, login_request
 
@@ -38,7 +40,8 @@ _SESSION_LOGIN = {
 @router.post(
     "/session",
     openapi_extra=_SESSION_LOGIN,
-    responses=error_responses(*LOGIN_ERRORS, *CSRF_REFUSALS),
+    # session_ended: a logout of the same user's identical token won the race (rare)
+    responses=error_responses(*LOGIN_ERRORS, session_ended(), *CSRF_REFUSALS),
 )
 async def create_session(
     request: Request,
@@ -73,7 +76,8 @@ async def create_session(
     "/session",
     status_code=status.HTTP_204_NO_CONTENT,
     openapi_extra={"parameters": [_CSRF_HEADER]},
-    responses=error_responses(*CSRF_REFUSALS, SessionStoreUnavailable),
+    # the logout checks the session's token: the tenant's keys may be out of reach
+    responses=error_responses(*CSRF_REFUSALS, SessionStoreUnavailable, KEYS_DOWN),
 )
 async def delete_session(request: Request, services: ServicesDep, response: Response) -> None:
     """Log a browser out: the session ends everywhere and the cookie is cleared."""

@@ -9,6 +9,7 @@ from pydantic import AfterValidator
 from pydantic.json_schema import SkipJsonSchema
 
 from app.auth.principal import Principal
+from app.clients.auth0_errors import AUTH0_BRUTE_FORCE, AUTH0_SUSPICIOUS_IP
 from app.clients.management_errors import (
     ManagementBadRequest,
     ManagementConflict,
@@ -88,9 +89,8 @@ _PASSWORD_CHECK = (
     BadRequest("This account has no email to log in with.", code="unsupported"),
     Forbidden("The current password is wrong.", code="invalid_current_password"),
     Forbidden("This account is blocked.", code="user_blocked"),
-    RateLimited(
-        "Too many failed login attempts; this account is blocked.", code="too_many_attempts"
-    ),
+    RateLimited(AUTH0_BRUTE_FORCE, code="too_many_attempts"),
+    RateLimited(AUTH0_SUSPICIOUS_IP, code="too_many_attempts"),
     UpstreamUnavailable,
     SessionStoreUnavailable,
 )

@@ -110,3 +110,18 @@ async def test_a_client_that_disconnects_mid_body_is_quiet(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     async with httpx.AsyncClient(base_url=served) as client:
         assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_a_body_no_route_reads_is_left_to_the_server(served: str) -> None:
+    """A route without a body does not read one: uvicorn discards it after the answer, and the
+    connection serves the next request."""
+    async with httpx.AsyncClient(base_url=served) as client:
+        ignored = await client.post("/auth/logout", content=b"x" * 4_000_000)
+        assert ignored.status_code == 401, ignored.text
+        assert ignored.json()["error"] == "invalid_request"
+        # the same connection, after the unread body
+        assert (await client.get("/healthz")).status_code == 200
+        read = await client.post(
+            "/venues", content=b"x" * 4_000_000, headers={"content-type": "application/json"}
+        )
+        assert read.status_code == 413, read.text

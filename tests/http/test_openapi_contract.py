@@ -4,9 +4,11 @@ codes declared by the routes, and a document no looser than the server.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -16,13 +18,20 @@ from fastapi import Depends, FastAPI
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from app.auth.principal import Principal
+from app.clients.auth0_errors import AUTH0_BRUTE_FORCE, AUTH0_SUSPICIOUS_IP
+from app.clients.jwks import KEYS_UNAVAILABLE
 from app.deps.security import RequireScopes
-from app.http.errors import Conflict, NotFound
+from app.http.body_limit import too_deep
+from app.http.errors import Conflict, MalformedJson, NotFound
 from app.http.openapi import METADATA, complete_responses
 from app.http.responses import error_responses
 from app.main import create_app
+from emulator.grants import SUSPICIOUS_IP, TOO_MANY_ATTEMPTS
 from settings import Environment, Settings
-from tests.e2e.conftest import login
+from tests.e2e.conftest import ADMIN, bearer, login
+from tests.http.test_body_limits import nested
+from tests.servers import free_port
+from tests.tokens import mint, user_claims
 
 VENUE = "00000000-0000-4000-8000-000000000000"
 # (method, a path to call, the path in the document)
@@ -108,11 +117,14 @@ def test_a_route_added_later_gets_a_named_operation_and_documents_its_errors() -
         if status[0] in "45" and status != "422"
     }
     assert codes == {
-        "401": ["invalid_request", "invalid_token"],
-        "403": ["csrf_failed", "insufficient_scope"],  # a change with the session cookie
+        # the session cookie is taken too: its session may be over, or its refresh refused
+        "401": ["invalid_grant", "invalid_request", "invalid_token"],
+        "403": ["csrf_failed", "insufficient_scope", "user_blocked"],
         "404": ["not_found"],
         "409": ["conflict"],
-        "503": ["upstream_unavailable"],
+        "429": ["too_many_requests"],
+        "502": ["upstream_misconfigured"],
+        "503": ["session_store_unavailable", "upstream_unavailable"],
     }
     assert operation["responses"]["401"]["headers"]["WWW-Authenticate"]["schema"]
 
@@ -278,3 +290,142 @@ async def test_pages_carry_next_cursor_beside_next(gateway: httpx.AsyncClient) -
         )
         page = following.json()
     assert seen == [f"Cursor Hall {n}" for n in range(3)]
+
+
+def bearer_operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+    """Operations taking the bearer token: (method, a path to call, the template, operation)."""
+    for template, method, operation in operations(spec):
+        if {"AuthLogin": []} in operation["security"]:
+            path = template.replace("{venue_id}", VENUE).replace("{user_id}", "auth0%7Cx")
+            yield method, path, template, operation
+
+
+def _pattern(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return re.escape(node.value)
+    if isinstance(node, ast.JoinedStr):
+        return "".join(_pattern(part) or ".+" for part in node.values)
+    return None
+
+
+def server_texts() -> list[re.Pattern[str]]:
+    """Every text the gateway's code holds (an f-string's values match anything)."""
+    found = set()
+    for source in Path("app").rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Constant | ast.JoinedStr):
+                pattern = _pattern(node)
+                if pattern:
+                    found.add(pattern)
+    return [re.compile(p, re.DOTALL) for p in found]
+
+
+def test_every_example_is_a_text_the_server_sends(spec: dict[str, Any]) -> None:
+    texts = server_texts()
+    unknown = set()
+    for path, method, operation in operations(spec):
+        for status in operation["responses"]:
+            if status[0] not in "45" or path == "/readyz":
+                continue
+            for example in documented(spec, method, path, int(status)):
+                description = example["error_description"]
+                if not any(text.fullmatch(description) for text in texts):
+                    unknown.add((method, path, status, description))
+    assert unknown == set()
+    # and Auth0's own texts, which the gateway passes on, are the ones its emulator sends
+    assert (AUTH0_BRUTE_FORCE, AUTH0_SUSPICIOUS_IP) == (TOO_MANY_ATTEMPTS, SUSPICIOUS_IP)
+
+
+# (method, a path to call, the path in the document, the request's body) for each route's 422
+INVALID: list[tuple[str, str, str, dict[str, Any]]] = [
+    ("post", "/auth/login", "/auth/login", {"json": {"username": "x"}}),
+    ("post", "/auth/session", "/auth/session", {"json": {"username": "x"}}),
+    ("post", "/tokens/introspect", "/tokens/introspect", {"data": {"token_type_hint": "x"}}),
+    ("get", "/venues?limit=", "/venues", {}),
+    ("post", "/venues", "/venues", {"json": {}}),
+    ("get", "/venues/x", "/venues/{venue_id}", {}),
+    ("patch", f"/venues/{VENUE}", "/venues/{venue_id}", {"json": {}}),
+    ("delete", "/venues/x", "/venues/{venue_id}", {}),
+    ("post", "/users", "/users", {"json": {}}),
+    ("get", "/users?q=" + "x" * 5000, "/users", {}),
+    ("patch", "/users/me", "/users/me", {"json": {}}),
+    ("post", "/users/me/password", "/users/me/password", {"json": {}}),
+    ("delete", "/users/me", "/users/me", {"json": {}}),
+    ("get", "/users/" + "x" * 5000, "/users/{user_id}", {}),
+    ("patch", "/users/auth0%7Cx", "/users/{user_id}", {"json": {}}),
+    ("delete", "/users/" + "x" * 5000, "/users/{user_id}", {}),
+]
+
+
+class TestAnswersAsDocumented:
+    """Each route's documented 422, 413 and 503, provoked: the answer is one of its examples."""
+
+    def test_every_documented_422_is_provoked_here(self, spec: dict[str, Any]) -> None:
+        documenting = {(m, p) for p, m, o in operations(spec) if "422" in o["responses"]}
+        assert documenting == {(method, template) for method, _, template, _ in INVALID}
+
+    async def test_invalid_fields_answer_the_documented_example(
+        self, gateway: httpx.AsyncClient, spec: dict[str, Any]
+    ) -> None:
+        headers = bearer(await login(gateway, ADMIN))
+        for method, path, template, body in INVALID:
+            response = await gateway.request(method, path, headers=headers, **body)
+            assert response.status_code == 422, (method, path, response.text)
+            assert response.json() in documented(spec, method, template, 422), (method, path)
+
+    async def test_a_body_over_the_limit_answers_the_documented_413(
+        self, gateway: httpx.AsyncClient, spec: dict[str, Any]
+    ) -> None:
+        checked = 0
+        for template, method, operation in operations(spec):
+            if "413" not in operation["responses"]:
+                continue
+            path = template.replace("{venue_id}", VENUE).replace("{user_id}", "auth0%7Cx")
+            media = next(iter(operation["requestBody"]["content"]))
+            big = b"x" * 70_000
+            body = b"token=" + big if "form" in media else b'{"name": "' + big + b'"}'
+            response = await gateway.request(
+                method, path, content=body, headers={"content-type": media}
+            )
+            assert response.status_code == 413, (method, path, response.text)
+            assert response.json() in documented(spec, method, template, 413), (method, path)
+            checked += 1
+        assert checked == 10
+
+    async def test_a_route_that_reads_no_body_ignores_one(
+        self, gateway: httpx.AsyncClient, spec: dict[str, Any]
+    ) -> None:
+        checked = 0
+        for template, method, operation in operations(spec):
+            if method == "get" or "requestBody" in operation:
+                continue
+            assert not {"413", "415"} & set(operation["responses"]), (method, template)
+            bad_bodies = [MalformedJson().description, too_deep().description]
+            bad_requests = documented(spec, method, template, 400) if "400" in operation else []
+            assert not [e for e in bad_requests if e["error_description"] in bad_bodies]
+            path = template.replace("{venue_id}", VENUE).replace("{user_id}", "auth0%7Cx")
+            for body in (b"x" * 70_000, nested(40).encode()):
+                response = await gateway.request(
+                    method, path, content=body, headers={"content-type": "application/json"}
+                )
+                # not read: the answer is the one without a body (no credentials: 401, 403)
+                assert response.status_code in (401, 403), (method, path, response.text)
+                assert str(response.status_code) in operation["responses"], (method, path)
+            checked += 1
+        assert checked == 5
+
+    async def test_signing_keys_out_of_reach_answer_the_documented_503(
+        self, gateway_factory: Callable[..., Any], spec: dict[str, Any]
+    ) -> None:
+        unreachable = f"http://127.0.0.1:{free_port()}"
+        gateway, _ = await gateway_factory(auth0={"domain": unreachable, "timeout_s": 0.5})
+        headers = bearer(mint(user_claims()))
+        checked = 0
+        for method, path, template, _ in bearer_operations(spec):
+            response = await gateway.request(method, path, headers=headers)
+            assert response.status_code == 503, (method, path, response.text)
+            keys_down = {"error": "upstream_unavailable", "error_description": KEYS_UNAVAILABLE}
+            assert response.json() == keys_down
+            assert response.json() in documented(spec, method, template, 503), (method, path)
+            checked += 1
+        assert checked == 16
