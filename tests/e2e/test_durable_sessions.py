@@ -1,6 +1,6 @@
 """The database is the record: memcached may restart, flush, evict, hang or be fed anything, and
 no session is lost and no logout undone. Two gateway instances share one memcached namespace and
-one database (SQLite here; tests/auth/test_sessions.py runs the store on PostgreSQL too)."""
+one database (SQLite, and PostgreSQL where the test takes ``database_url``)."""
 
 from __future__ import annotations
 
@@ -33,12 +33,16 @@ SYNC_S = 2.0
 Pair = tuple[httpx.AsyncClient, httpx.AsyncClient]
 
 
-async def two_instances(factory: Callable[..., Any], memcached: MemcachedProcess) -> Pair:
-    """Two gateways ("workers") on ``memcached``, one namespace, one database."""
+async def two_instances(
+    factory: Callable[..., Any], memcached: MemcachedProcess, database_url: str | None = None
+) -> Pair:
+    """Two gateways ("workers") on ``memcached``, one namespace, one database (the test's
+    SQLite file unless ``database_url`` names another)."""
     cache: dict[str, Any] = {"local_ttl_s": LOCAL_TTL_S, "timeout_s": 0.2}
-    first, settings = await factory(cache_url=memcached.url, cache=cache)
+    database = {} if database_url is None else {"database": {"url": database_url}}
+    first, settings = await factory(cache_url=memcached.url, cache=cache, **database)
     cache["namespace"] = settings.cache.namespace
-    second, _ = await factory(cache_url=memcached.url, cache=cache)
+    second, _ = await factory(cache_url=memcached.url, cache=cache, **database)
     return first, second
 
 
@@ -80,13 +84,16 @@ async def assert_logout_holds_and_session_lives(pair: Pair, gone: str, live: str
 
 
 class TestMemcachedLosesEverything:
+    """On SQLite (revocations polled) and PostgreSQL (pushed with NOTIFY as well)."""
+
     async def test_restart(
         self,
         gateway_factory: Callable[..., Any],
         memcached: MemcachedProcess,
         emulator: RunningEmulator,
+        database_url: str,
     ) -> None:
-        pair = await two_instances(gateway_factory, memcached)
+        pair = await two_instances(gateway_factory, memcached, database_url)
         gone, live = await logged_out_and_live(pair, emulator)
         memcached.stop()
         memcached.start()
@@ -97,8 +104,9 @@ class TestMemcachedLosesEverything:
         gateway_factory: Callable[..., Any],
         memcached: MemcachedProcess,
         emulator: RunningEmulator,
+        database_url: str,
     ) -> None:
-        pair = await two_instances(gateway_factory, memcached)
+        pair = await two_instances(gateway_factory, memcached, database_url)
         gone, live = await logged_out_and_live(pair, emulator)
         assert memcached.command(b"flush_all") == b"OK"
         await assert_logout_holds_and_session_lives(pair, gone, live)
@@ -107,10 +115,11 @@ class TestMemcachedLosesEverything:
         self,
         gateway_factory: Callable[..., Any],
         emulator: RunningEmulator,
+        database_url: str,
     ) -> None:
         small = MemcachedProcess(memory_mb=2).start()
         try:
-            pair = await two_instances(gateway_factory, small)
+            pair = await two_instances(gateway_factory, small, database_url)
             gone, live = await logged_out_and_live(pair, emulator)
             # far more than 2 MB in items of the sizes the gateway writes: all of them go
             small.fill(2_000, range(100, 1_200, 50))
@@ -124,8 +133,9 @@ class TestMemcachedLosesEverything:
         gateway_factory: Callable[..., Any],
         memcached: MemcachedProcess,
         emulator: RunningEmulator,
+        database_url: str,
     ) -> None:
-        pair = await two_instances(gateway_factory, memcached)
+        pair = await two_instances(gateway_factory, memcached, database_url)
         first = pair[0]
         gone = await login(first, VIEWER)
         emulator.tenant.clock_offset_s += 1
@@ -150,10 +160,11 @@ class TestMemcachedLosesEverything:
         gateway_factory: Callable[..., Any],
         memcached: MemcachedProcess,
         emulator: RunningEmulator,
+        database_url: str,
     ) -> None:
         """memcached handing out the principal the logout deleted (a lost delete, a node that
         comes back with old data): a genuine, sealed entry, refused by the revocation list."""
-        pair = await two_instances(gateway_factory, memcached)
+        pair = await two_instances(gateway_factory, memcached, database_url)
         first, second = pair
         gone = await login(first, VIEWER)
         emulator.tenant.clock_offset_s += 1

@@ -58,6 +58,24 @@ class TestMemcachedOutage:
         token = response.json()["access_token"]
         assert (await client.get("/auth/me", headers=bearer(token))).status_code == 200
 
+    async def test_a_session_from_before_the_outage_refreshes_during_it(
+        self,
+        gateway_factory: Callable[..., Any],
+        memcached: MemcachedProcess,
+        emulator: RunningEmulator,
+    ) -> None:
+        client, _ = await gateway_factory(cache_url=memcached.url, cache={"timeout_s": 0.2})
+        old = await login(client, VIEWER)
+        memcached.stop()
+        emulator.tenant.clock_offset_s += 1  # a new token, not the same one again
+        response = await client.post("/auth/refresh", headers=bearer(old))
+        assert response.status_code == 200, response.text
+        new = response.json()["access_token"]
+        assert new != old
+        assert (await client.get("/auth/me", headers=bearer(new))).status_code == 200
+        assert (await client.post("/auth/logout", headers=bearer(new))).status_code == 204
+        assert (await client.get("/auth/me", headers=bearer(new))).status_code == 401
+
 
 class TestAuth0Outage:
     async def test_cached_tokens_still_served_new_ones_get_503(
