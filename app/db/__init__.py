@@ -1,0 +1,1 @@
+"""The database: the engine and its pools, Alembic migrations, and the `gateway db` commands."""
