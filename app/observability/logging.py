@@ -412,6 +412,8 @@ class BackgroundLineWriter(logging.Handler):
         self.dropped = 0
         self._pending: deque[str] = deque()
         self._write_lock = threading.Lock()
+        # apart from the write lock, which a writer stuck on stdout holds: the loop never waits
+        self._dropped_lock = threading.Lock()
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
         self._writer_pid = 0
@@ -427,7 +429,8 @@ class BackgroundLineWriter(logging.Handler):
             self._write_now(line)
             return
         if len(self._pending) >= self.max_pending:
-            self.dropped += 1
+            with self._dropped_lock:  # += is a read and a write: the writer may reset between
+                self.dropped += 1
             return
         self._pending.append(line)
         if self._writer_pid != os.getpid():
@@ -459,8 +462,9 @@ class BackgroundLineWriter(logging.Handler):
                     lines.append(self._pending.popleft())
             except IndexError:
                 pass
-            if self.dropped:
+            with self._dropped_lock:
                 dropped, self.dropped = self.dropped, 0
+            if dropped:
                 lines.append(self.format(_dropped_record(dropped)))
             if then is not None:
                 lines.append(then)
