@@ -143,7 +143,11 @@ class BodyLimitRoute(APIRoute):
     A declared ``Content-Length`` over the limit is refused before reading; a chunked body is
     counted as it arrives and refused once it passes the limit. A non-empty body in a content
     type the route's body does not read is 415 (FastAPI would call it invalid fields, 422).
-    A route that reads no body is not checked at all: its body is never read.
+    A route that declares no body is not checked: nothing reads it, and uvicorn discards it.
+    Should one read it anyway (``await request.body()`` in a handler or a dependency), the
+    bytes are still counted against :data:`MAX_BODY_BYTES` (fail closed); the nesting check
+    and the 415 come only with a declared body or a :class:`BodyReader`, which is how a route
+    must read one.
     """
 
     max_body_bytes = MAX_BODY_BYTES
@@ -161,9 +165,16 @@ class BodyLimitRoute(APIRoute):
         handler = super().get_route_handler()
         limit = self.body_limit
         if limit is None:
-            # nothing here reads a body: GET /auth/me and DELETE /venues/{id} skip the check
-            # and its per-request cost (docs/performance.md)
-            return handler
+            if not (self.methods or set()) - {"GET", "HEAD"}:
+                # GET /auth/me and the other reads skip the check and its per-request cost
+                # (docs/performance.md)
+                return handler
+            backstop = self.max_body_bytes
+
+            async def counted_handler(request: Request) -> Response:
+                return await handler(Request(request.scope, _capped(request.receive, backstop)))
+
+            return counted_handler
         reads = _reads(self)
 
         async def limited_handler(request: Request) -> Response:

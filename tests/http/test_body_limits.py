@@ -10,8 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import APIRouter, FastAPI, Request
 
-from app.http.body_limit import MAX_JSON_DEPTH, json_depth
+from app.http.body_limit import MAX_BODY_BYTES, MAX_JSON_DEPTH, BodyLimitRoute, json_depth
+from app.http.errors import install_error_handlers
 from app.main import create_app
 from app.server import SERVER_OPTIONS
 from settings import Environment, Settings
@@ -125,3 +127,24 @@ async def test_a_body_no_route_reads_is_left_to_the_server(served: str) -> None:
             "/venues", content=b"x" * 4_000_000, headers={"content-type": "application/json"}
         )
         assert read.status_code == 413, read.text
+
+
+async def test_a_body_read_without_being_declared_is_still_counted() -> None:
+    """Fail closed: a handler that reads the body itself, though its route declares none, gets
+    no more than the size limit (the gateway's routes declare theirs; this is the backstop)."""
+    app = FastAPI()
+    install_error_handlers(app)
+    router = APIRouter(route_class=BodyLimitRoute)
+
+    @router.post("/echo-length")
+    async def echo_length(request: Request) -> dict[str, int]:
+        return {"bytes": len(await request.body())}
+
+    app.include_router(router)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        small = await client.post("/echo-length", content=b"x" * 1000)
+        assert small.json() == {"bytes": 1000}
+        big = await client.post("/echo-length", content=b"x" * (MAX_BODY_BYTES + 1))
+        assert big.status_code == 413, big.text
+        assert big.json()["error"] == "request_too_large"
