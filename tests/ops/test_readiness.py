@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import text
 
@@ -16,7 +17,8 @@ from app.db import migrations
 from app.db.engine import create_engine
 from settings import DatabaseSettings
 from tests.db.postgres import PostgresProcess
-from tests.e2e.conftest import bearer, login
+from tests.e2e.conftest import ADMIN, bearer, login
+from tests.e2e.test_token_validation import direct_token
 from tests.observability.scrape import sample, scrape
 from tests.servers import MemcachedProcess, free_port
 
@@ -268,5 +270,29 @@ async def test_database_lost_before_the_revocations_were_ever_read_is_not_ready(
             "; this process has never read the revocations: new tokens cannot be checked"
         )
         assert body["components"]["jwks"]["ok"] is True
+    finally:
+        server.stop()
+
+
+async def test_a_replica_that_never_read_the_revocations_refuses_new_tokens_as_documented(
+    gateway_factory: Factory, emulator_http: httpx.AsyncClient
+) -> None:
+    """The answer behind not_ready: a token this process has never seen is 503
+    session_store_unavailable with Retry-After (it might be a logged-out one), as the OpenAPI
+    document says for every protected route."""
+    server = PostgresProcess().start()
+    try:
+        url = await _may_not_read_revocations(server.url)
+        gateway, _ = await gateway_factory(database={"url": url, "timeout_s": 1})
+        token = await direct_token(emulator_http, ADMIN)
+        response = await gateway.get("/auth/me", headers=bearer(token))
+        assert response.status_code == 503, response.text
+        assert response.json()["error"] == "session_store_unavailable"
+        assert int(response.headers["retry-after"]) > 0
+        spec = (await gateway.get("/openapi.json")).json()
+        examples = spec["paths"]["/auth/me"]["get"]["responses"]["503"]["content"][
+            "application/json"
+        ]["examples"]
+        assert response.json() in [example["value"] for example in examples.values()]
     finally:
         server.stop()
