@@ -10,7 +10,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Literal, Protocol, TypeVar
+from typing import Literal, Protocol, TypedDict, TypeVar
 
 import aiomcache
 from aiomcache.pool import Connection
@@ -71,6 +71,17 @@ def last_operation_failed() -> bool:
     For metrics: ``get`` answers None both for an absent key and for an unreachable memcached.
     """
     return _last_failed.get()
+
+
+class NodeOptions(TypedDict, total=False):
+    """The keyword options of :class:`MemcachedCache`, for whoever builds nodes in numbers."""
+
+    pool_size: int
+    timeout_s: float
+    breaker_threshold: int
+    breaker_cooldown_s: float
+    observer: NodeObserver | None
+    eject_on_error: bool
 
 
 class MemcachedCache:

@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Sequence
+from typing import Unpack
 
-from app.cache.memcached import MemcachedCache, NodeObserver
+from app.cache.memcached import MemcachedCache, NodeOptions
 
 
 def _score(node: bytes, key: bytes) -> int:
@@ -44,32 +45,12 @@ class MemcachedPool:
 
     @classmethod
     def from_nodes(
-        cls,
-        addresses: Sequence[tuple[str, int]],
-        *,
-        pool_size: int = 32,
-        timeout_s: float = 0.25,
-        breaker_threshold: int = 3,
-        breaker_cooldown_s: float = 5.0,
-        observer: NodeObserver | None = None,
-        eject_on_error: bool = True,
+        cls, addresses: Sequence[tuple[str, int]], **options: Unpack[NodeOptions]
     ) -> MemcachedPool:
-        """A pool of ``addresses`` (host, port), each node with ``pool_size`` connections."""
-        return cls(
-            [
-                MemcachedCache(
-                    host,
-                    port,
-                    pool_size=pool_size,
-                    timeout_s=timeout_s,
-                    breaker_threshold=breaker_threshold,
-                    breaker_cooldown_s=breaker_cooldown_s,
-                    observer=observer,
-                    eject_on_error=eject_on_error,
-                )
-                for host, port in addresses
-            ]
-        )
+        """A pool of ``addresses`` (host, port), each a :class:`MemcachedCache` with ``options``;
+        a failing node is ejected (``eject_on_error``) unless the options say otherwise."""
+        options.setdefault("eject_on_error", True)
+        return cls([MemcachedCache(host, port, **options) for host, port in addresses])
 
     @property
     def hits(self) -> int:
