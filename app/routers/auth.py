@@ -56,6 +56,18 @@ class PrincipalOut(BaseModel):
     scopes: list[str] = Field(examples=[["openid", "profile", "email", "offline_access"]])
     expires_at: int = Field(description="The access token's exp (Unix seconds).")
 
+    @classmethod
+    def of(cls, principal: Principal) -> PrincipalOut:
+        """The caller's view of ``principal``."""
+        return cls(
+            sub=principal.sub,
+            email=principal.email,
+            name=principal.name,
+            permissions=list(principal.permissions),
+            scopes=list(principal.scopes),
+            expires_at=principal.expires_at,
+        )
+
 
 async def _read_login(request: Request, body: bytes) -> LoginRequest:
     """Read the login body: JSON, or a form as the docs page's OAuth2 password flow posts."""

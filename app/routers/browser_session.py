@@ -61,15 +61,7 @@ async def create_session(
             await services.browser.logout(previous)
     set_session_cookie(response, settings.browser, login.handle, settings.session.lifetime_s)
     response.headers["Cache-Control"] = "no-store"
-    principal = login.principal
-    return PrincipalOut(
-        sub=principal.sub,
-        email=principal.email,
-        name=principal.name,
-        permissions=list(principal.permissions),
-        scopes=list(principal.scopes),
-        expires_at=principal.expires_at,
-    )
+    return PrincipalOut.of(login.principal)
 
 
 @router.delete(

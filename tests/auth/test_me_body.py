@@ -31,12 +31,4 @@ from app.routers.auth import PrincipalOut, principal_json
     ],
 )
 def test_the_body_is_what_the_response_model_writes(principal: Principal) -> None:
-    model = PrincipalOut(
-        sub=principal.sub,
-        email=principal.email,
-        name=principal.name,
-        permissions=list(principal.permissions),
-        scopes=list(principal.scopes),
-        expires_at=principal.expires_at,
-    )
-    assert principal_json(principal) == model.model_dump_json().encode()
+    assert principal_json(principal) == PrincipalOut.of(principal).model_dump_json().encode()
