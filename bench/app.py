@@ -32,7 +32,7 @@ from fastapi import APIRouter, FastAPI, Response
 from app.auth.principal import Principal
 from app.main import create_app
 from app.routers import auth as auth_routes
-from app.routers.auth import PrincipalOut, get_me
+from app.routers.auth import PrincipalOut, get_me, principal_json
 from settings import load_settings
 
 LIMIT_PATH = "/bench/limit"
@@ -51,7 +51,6 @@ def create_bench_app(*, limit_as_bytes: bool = False) -> FastAPI:
     """
     app = create_app(load_settings())
     principal = Principal.model_validate_json(os.environ[LIMIT_PRINCIPAL_ENV])
-    body = os.environ[LIMIT_PRINCIPAL_ENV].encode()
 
     router = APIRouter(
         prefix=LIMIT_PATH.rsplit("/", 1)[0],
@@ -60,6 +59,7 @@ def create_bench_app(*, limit_as_bytes: bool = False) -> FastAPI:
     )
 
     if limit_as_bytes:
+        body = principal_json(principal)
 
         @router.get("/" + LIMIT_PATH.rsplit("/", 1)[1])
         async def get_limit_bytes() -> Response:

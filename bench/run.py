@@ -518,7 +518,7 @@ class Bench:
 
     def _db_statements(self) -> int | None:
         """Statements PostgreSQL has run for the gateways so far (None on SQLite)."""
-        if getattr(self, "postgres", None) is None:
+        if self.postgres is None:
             return None
         total = self._psql(
             "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
