@@ -30,6 +30,17 @@ Page = Annotated[int | None, Query(ge=0)]  # 0-based
 PerPage = Annotated[int | None, Query(ge=0)]
 #: Items of a page when the caller does not say (users, and ``take`` of client grants).
 DEFAULT_PER_PAGE = 50
+
+
+def default_page_size(limits: ListLimits) -> int:
+    """A page's items when the caller does not say: 50, or the tenant's lower cap."""
+    return min(DEFAULT_PER_PAGE, limits.per_page_max)
+
+
+def _page_size(per_page: int | None, default_per_page: int | None) -> int:
+    return per_page if per_page is not None else (default_per_page or DEFAULT_PER_PAGE)
+
+
 # The body of a live tenant-wide 429, pasted in auth0-extensions/auth0-reset-tenant#31 (the
 # Authentication API's documented text, "Too many requests. Check the X-RateLimit-Limit, ...",
 # is not what the Management API says).
@@ -346,7 +357,7 @@ def paginate(
         start, limit = 0, unpaginated_max
         chosen = list(items[:unpaginated_max])
     else:
-        limit = per_page if per_page is not None else (default_per_page or DEFAULT_PER_PAGE)
+        limit = _page_size(per_page, default_per_page)
         start = (page or 0) * limit
         chosen = list(items[start : start + limit])
     if not include_totals:
@@ -372,6 +383,11 @@ class Paging:
     unpaginated_max: int = ListLimits.unpaginated_max
     default_per_page: int | None = None
     length: bool = False
+
+    @property
+    def page_size(self) -> int:
+        """The items of a page, when the list is paged."""
+        return _page_size(self.per_page, self.default_per_page)
 
     def answer(
         self,

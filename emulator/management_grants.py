@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from emulator.management_core import (
-    DEFAULT_PER_PAGE,
     Json,
     ManagementError,
     ManagementRoute,
@@ -17,6 +16,7 @@ from emulator.management_core import (
     Schema,
     check_page_size,
     conflict,
+    default_page_size,
     found,
     invalid_query,
     not_found,
@@ -119,7 +119,7 @@ async def list_client_grants(
     if from_ is not None and from_ not in ids:
         raise invalid_query("Invalid checkpoint", "from")
     start = ids.index(from_) if from_ is not None else 0
-    size = take or min(DEFAULT_PER_PAGE, tenant.list_limits.per_page_max)
+    size = take or default_page_size(tenant.list_limits)
     result: Json = {"client_grants": grants[start : start + size]}
     if start + size < len(grants):
         result["next"] = ids[start + size]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 import secrets
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
 from emulator.management_core import (
-    DEFAULT_PER_PAGE,
     Json,
     ManagementError,
     ManagementRoute,
@@ -20,12 +20,13 @@ from emulator.management_core import (
     Prop,
     RequireScope,
     Schema,
-    check_page_size,
     conflict,
+    default_page_size,
     found,
     invalid_body,
     invalid_query,
     merge_one_level,
+    paging_query,
     read_body,
     select_fields,
     tenant_of,
@@ -108,17 +109,9 @@ def _user_paging(
     request: Request, page: Page = None, per_page: PerPage = None, include_totals: bool = False
 ) -> Paging:
     """Dependency: the users list pages by 50 unless asked otherwise and says its ``length``."""
-    tenant = tenant_of(request)
-    check_page_size(per_page, "per_page", tenant)
-    limits = tenant.list_limits
-    return Paging(
-        page,
-        per_page,
-        include_totals,
-        limits.unpaginated_max,
-        default_per_page=min(DEFAULT_PER_PAGE, limits.per_page_max),
-        length=True,
-    )
+    paging = paging_query(request, page, per_page, include_totals)
+    limits = tenant_of(request).list_limits
+    return replace(paging, default_per_page=default_page_size(limits), length=True)
 
 
 UserPaged = Annotated[Paging, Depends(_user_paging)]
@@ -260,9 +253,7 @@ async def list_users(
     if sort:
         name, _, direction = sort.partition(":")
         users.sort(key=lambda u: str(u.get(name, "")), reverse=direction == "-1")
-    per_page = paging.per_page
-    if per_page is None:
-        per_page = paging.default_per_page or DEFAULT_PER_PAGE
+    per_page = paging.page_size
     reachable = tenant.list_limits.users_listed_max
     if (paging.page or 0) * per_page >= reachable:
         raise ManagementError(400, _paged_too_far(reachable), "invalid_paging")
