@@ -67,8 +67,18 @@ class IntrospectionResponse(BaseModel):
 
 
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="token-introspection"'}
-# documents the scheme; IntrospectionGuard checks the credentials (and throttles guessing)
-_basic = HTTPBasic(
+
+
+class _DocumentedBasic(HTTPBasic):
+    """HTTP Basic in the OpenAPI document only. :class:`IntrospectionGuard` reads the header
+    itself: FastAPI's own check would answer a malformed header 401 ``invalid_token`` before
+    the guard could count the failure against the throttle."""
+
+    async def __call__(self, request: Request) -> None:  # type: ignore[override]
+        return None
+
+
+_basic = _DocumentedBasic(
     scheme_name="IntrospectionClient",
     description="An internal service's client id and secret (GATEWAY_INTROSPECTION__CLIENTS).",
     realm="token-introspection",

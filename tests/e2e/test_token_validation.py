@@ -327,6 +327,18 @@ class TestIntrospection:
         assert response.headers["www-authenticate"].startswith("Basic")
         assert response.json()["error"] == "invalid_client"
 
+    @pytest.mark.parametrize("encoded", ["not base64!", "bm8tY29sb24=", "w7w6w7w="])
+    async def test_malformed_basic_credentials_are_the_guards_answer(
+        self, gateway: httpx.AsyncClient, encoded: str
+    ) -> None:
+        """Bad base64, no colon, a non-ASCII secret: refused (and counted) by the guard."""
+        response = await gateway.post(
+            "/tokens/introspect", data={"token": "x"}, headers={"Authorization": f"Basic {encoded}"}
+        )
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Basic")
+        assert response.json()["error"] == "invalid_client"
+
     async def test_guessing_is_throttled_per_client_and_per_ip(
         self, gateway_factory: Callable[..., Any]
     ) -> None:
