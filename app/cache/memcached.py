@@ -45,12 +45,15 @@ class _Client(aiomcache.Client):
 class _Outcome(enum.Enum):
     FAILED = enum.auto()
     TIMED_OUT = enum.auto()
+    BUSY = enum.auto()  # no connection of the pool came free in time: congestion here
 
 
 _Failed = Literal[_Outcome.FAILED]
 _FAILED: _Failed = _Outcome.FAILED
 _TimedOut = Literal[_Outcome.TIMED_OUT]
 _TIMED_OUT: _TimedOut = _Outcome.TIMED_OUT
+_Busy = Literal[_Outcome.BUSY]
+_BUSY: _Busy = _Outcome.BUSY
 
 
 class NodeObserver(BreakerObserver, Protocol):
@@ -266,6 +269,10 @@ class MemcachedCache:
             self._count(failed=True)
             return _FAILED
         result = await self._attempt(op, command)
+        if result is _BUSY:
+            # the node said nothing either way: its breaker neither opens nor closes
+            self._count(failed=True)
+            return _FAILED
         if result is _TIMED_OUT or (result is _FAILED and self._eject_on_error):
             self.breaker.failed()
             self._count(failed=True)
@@ -284,17 +291,18 @@ class MemcachedCache:
         if self._closed:
             return False
         result = await self._attempt("probe", lambda client: client.get(PROBE_KEY))
-        return result is not _FAILED and result is not _TIMED_OUT
+        return result is not _FAILED and result is not _TIMED_OUT and result is not _BUSY
 
     async def _attempt(
         self, op: str, command: Callable[[_Client], Awaitable[_T]]
-    ) -> _T | _Failed | _TimedOut:
-        """Run ``command`` on a pooled connection; TIMED_OUT when memcached held it too long.
+    ) -> _T | _Failed | _TimedOut | _Busy:
+        """Run ``command`` on a pooled connection; TIMED_OUT when memcached held it too long,
+        BUSY when no connection came free in time.
 
-        Only that outcome counts for the breaker: a refused or reset connection or an error
-        reply costs no waiting (and counting it would keep a restarted memcached unused for a
-        cool-down), and a timeout while waiting for a free connection is the pool's congestion,
-        not the node's silence.
+        Only TIMED_OUT always counts for the breaker (FAILED too, for a pool's nodes): a refused
+        or reset connection or an error reply costs no waiting (and counting it would keep a
+        restarted memcached unused for a cool-down), and BUSY is the pool's congestion, not the
+        node's silence.
         """
         _last_failed.set(False)
         has_slot = False
@@ -317,7 +325,9 @@ class MemcachedCache:
         except Exception as exc:  # any failure is a miss: the gateway keeps serving
             _last_failed.set(True)
             self._record_failure(op, exc)
-            return _TIMED_OUT if has_slot and isinstance(exc, TimeoutError) else _FAILED
+            if isinstance(exc, TimeoutError):
+                return _TIMED_OUT if has_slot else _BUSY
+            return _FAILED
         if self._failing:
             self._failing = False
             log.info("memcached at %s answers again", self.node)

@@ -365,3 +365,28 @@ class TestFrozenMemcached:
             assert await cache.get(key) == b"back"
         finally:
             await cache.close()
+
+    async def test_a_pool_node_busy_with_its_own_traffic_is_not_ejected(
+        self, memcached: MemcachedProcess
+    ) -> None:
+        """No connection free within the timeout is congestion here, not the node's silence:
+        even a pool's node (which counts every failure) keeps its breaker closed."""
+        cache = MemcachedCache(
+            "127.0.0.1",
+            int(memcached.url.rsplit(":", 1)[1]),
+            pool_size=1,
+            timeout_s=0.2,
+            breaker_threshold=1,
+            eject_on_error=True,
+        )
+        key = cache_key(f"t-{uuid.uuid4().hex[:8]}", "principal", "token-1")
+        try:
+            assert await cache.set(key, b"v", 60)
+            # the one connection, taken as a request in flight holds it
+            in_flight = await cache._slots.get()
+            assert await cache.get(key) is None, "no connection free within the timeout"
+            assert not cache.breaker.is_open
+            cache._slots.put_nowait(in_flight)
+            assert await cache.get(key) == b"v"
+        finally:
+            await cache.close()
