@@ -82,20 +82,8 @@ class MemcachedPool:
 
         With every breaker open, the home node, which answers at once as a miss.
         """
-        raw = key.encode()
-        best: MemcachedCache | None = None
-        best_score = -1
-        home: MemcachedCache | None = None
-        home_score = -1
-        for node, node_id in zip(self.nodes, self._ids, strict=True):
-            score = _score(node_id, raw)
-            if score > home_score:
-                home, home_score = node, score
-            if score > best_score and not node.breaker.is_open:
-                best, best_score = node, score
-        chosen = best or home
-        assert chosen is not None  # noqa: S101 - the pool has at least one node
-        return chosen
+        ranked = self.ranked(key)
+        return next((node for node in ranked if not node.breaker.is_open), ranked[0])
 
     async def get(self, key: str) -> bytes | None:
         """The value under ``key`` on its node; None when absent or the node fails."""
