@@ -42,7 +42,7 @@ from app.http.errors import (
     UpstreamUnavailable,
 )
 from app.observability.metrics import Metrics, counted
-from app.observability.tracing import SPAN_REFRESH
+from app.observability.tracing import SPAN_REFRESH, span
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
@@ -233,9 +233,7 @@ class AuthFlow:
         raise _log_in_again("This access token was already refreshed; use the newer one.")
 
     async def _exchange(self, found: TokenSession, owner: str, old_token: str) -> TokenResponse:
-        if self._tracer is None:
-            return await self._exchange_once(found, owner, old_token)
-        with self._tracer.start_as_current_span(SPAN_REFRESH):
+        with span(self._tracer, SPAN_REFRESH):
             return await self._exchange_once(found, owner, old_token)
 
     async def _exchange_once(

@@ -201,11 +201,7 @@ class PrincipalResolver:
         return principal
 
     async def _validate(self, token: str, key: str, kind: str) -> Principal:
-        if self._tracer is None:
-            return await self._validate_once(token, key, kind)
-        with self._tracer.start_as_current_span(
-            tracing.SPAN_VALIDATE, attributes={"gateway.token.kind": kind}
-        ):
+        with tracing.span(self._tracer, tracing.SPAN_VALIDATE, {"gateway.token.kind": kind}):
             return await self._validate_once(token, key, kind)
 
     async def _validate_once(self, token: str, key: str, kind: str) -> Principal:
@@ -244,9 +240,7 @@ class PrincipalResolver:
         return principal
 
     async def _wait_for_other(self, key: str) -> Principal | None:
-        if self._tracer is None:
-            return await wait_for(lambda: self._from_shared_cache(key), self._settings.lock_wait_s)
-        with self._tracer.start_as_current_span(tracing.SPAN_LOCK_WAIT):
+        with tracing.span(self._tracer, tracing.SPAN_LOCK_WAIT):
             return await wait_for(lambda: self._from_shared_cache(key), self._settings.lock_wait_s)
 
     async def _revoked(self, key: str, principal: Principal) -> bool:

@@ -24,9 +24,11 @@ request hooks) masks query strings in URLs and targets and any captured credenti
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from app.cache.base import Cache
@@ -57,6 +59,16 @@ SPAN_FLIGHT_WAIT = "gateway.single_flight_wait"
 """Another request of this process does the same work: waiting for its answer."""
 SPAN_REFRESH = "gateway.refresh_exchange"
 """A refresh token exchanged at Auth0 and the session's rotation stored."""
+
+
+def span(
+    tracer: Tracer | None, name: str, attributes: Mapping[str, str] | None = None
+) -> AbstractContextManager[object]:
+    """The current span ``name`` of ``tracer``; nothing at all when tracing is off (None)."""
+    if tracer is None:
+        return contextlib.nullcontext()
+    return tracer.start_as_current_span(name, attributes=attributes)
+
 
 TIER = "gateway.cache.tier"
 """Which tier answered a token: ``local``, ``memcached``, ``validation`` or ``single_flight``."""
