@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     settings = settings or load_settings()
     tracing = tracing or Tracing.from_environment()
     register_settings_secrets(settings)
-    metrics = Metrics.from_environment(cache_url=settings.cache.url)
+    metrics = Metrics.from_environment(cache_backend=settings.cache.backend)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -9,7 +9,6 @@ import logging
 import random
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -67,7 +66,7 @@ async def build_services(
     Nothing runs in the background yet: :func:`start_background_work` starts that once the
     database schema is in place.
     """
-    metrics = metrics or Metrics.from_environment(cache_url=settings.cache.url)
+    metrics = metrics or Metrics.from_environment(cache_backend=settings.cache.backend)
     http = await stack.enter_async_context(
         httpx.AsyncClient(
             base_url=settings.auth0.base_url,
@@ -84,7 +83,7 @@ async def build_services(
     traced_cache = cache
     if tracing is not None:
         tracing.instrument_http(http)
-        traced_cache = tracing.traced_cache(cache, urlsplit(settings.cache.url).scheme)
+        traced_cache = tracing.traced_cache(cache, settings.cache.backend)
         stack.callback(tracing.flush)
     auth0 = Auth0AuthClient(http, settings.auth0, on_call=metrics.observe_auth0_call)
     jwks = JwksCache(

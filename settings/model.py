@@ -187,9 +187,14 @@ class CacheSettings(BaseModel):
         return value
 
     @property
+    def backend(self) -> str:
+        """The URL's scheme: ``memcached`` or ``memory``."""
+        return urlsplit(self.url).scheme
+
+    @property
     def nodes(self) -> list[tuple[str, int]]:
         """The memcached nodes the URL lists, as (host, port); empty for memory://."""
-        if urlsplit(self.url).scheme != "memcached":
+        if self.backend != "memcached":
             return []
         return memcached_nodes(self.url)
 

@@ -157,10 +157,11 @@ class Metrics:
         self.refresh_lock_waits = self.coalesced_waits.labels("refresh_lock")
 
     @classmethod
-    def from_environment(cls, *, cache_url: str) -> Metrics:
+    def from_environment(cls, *, cache_backend: str) -> Metrics:
         """The metrics of an app about to serve: multi-process when the variable is set."""
-        scheme = cache_url.split(":", 1)[0]
-        return cls(shared_tier=scheme, multiprocess_dir=os.environ.get(MULTIPROC_ENV) or None)
+        return cls(
+            shared_tier=cache_backend, multiprocess_dir=os.environ.get(MULTIPROC_ENV) or None
+        )
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered HTTP request and its latency."""

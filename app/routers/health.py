@@ -142,7 +142,7 @@ async def _pool(pool: MemcachedPool, timeout_s: float) -> Component:
 
 
 async def _cache(services: Services) -> Component:
-    backend = services.settings.cache.url.split(":", 1)[0]
+    backend = services.settings.cache.backend
     if isinstance(services.cache, MemcachedPool):
         return await _pool(services.cache, services.settings.cache.timeout_s)
     # memcached's ping is bounded by the cache's own timeout; this one is a backstop
