@@ -186,10 +186,7 @@ class BodyLimitRoute(APIRoute):
             if reads is not None and not reads.accepts(content_type) and await capped.body():
                 raise UnsupportedMediaType(reads.advice)
             # read here (the request keeps it for the handler) to check the nesting first
-            if (
-                "json" in request.headers.get("content-type", "")
-                and json_depth(await capped.body()) > MAX_JSON_DEPTH
-            ):
+            if "json" in content_type and json_depth(await capped.body()) > MAX_JSON_DEPTH:
                 raise too_deep()
             return await handler(capped)
 

@@ -308,7 +308,7 @@ def _masked(attributes: Mapping[str, object]) -> dict[str, str]:
     for name, value in attributes.items():
         if name in _URL_ATTRIBUTES and isinstance(value, str):
             # no query string; and the path masked as the access line masks it
-            clean = gateway_logging.redact(_scrubbed_url(value) if "?" in value else value)
+            clean = gateway_logging.redact(_scrubbed_url(value))
             if clean != value:
                 masked[name] = clean
         elif name in _PATH_ATTRIBUTES and isinstance(value, str):
