@@ -178,6 +178,7 @@ def get_guard(request: Request) -> IntrospectionGuard:
         Unauthorized(
             "Introspection needs HTTP Basic credentials.", code="invalid_client", headers=_CHALLENGE
         ),
+        Unauthorized("Malformed Basic credentials.", code="invalid_client", headers=_CHALLENGE),
         Unauthorized("Unknown client or wrong secret.", code="invalid_client", headers=_CHALLENGE),
         _throttled(60),
         UpstreamUnavailable,

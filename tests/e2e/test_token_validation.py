@@ -338,6 +338,8 @@ class TestIntrospection:
         assert response.status_code == 401
         assert response.headers["www-authenticate"].startswith("Basic")
         assert response.json()["error"] == "invalid_client"
+        described = response.json()["error_description"]
+        assert described in {"Malformed Basic credentials.", "Unknown client or wrong secret."}
 
     async def test_guessing_is_throttled_per_client_and_per_ip(
         self, gateway_factory: Callable[..., Any]
