@@ -228,7 +228,9 @@ class AuthFlow:
             raise _log_in_again("The session has ended; log in again.")
         if found.refreshed_at is None:
             return None  # current, but another holds the lease
-        if found.successor is not None and time.time() - found.refreshed_at <= self._grace_s:
+        # whole seconds on both sides, as the store keeps them: the grace is never cut short by
+        # the fraction of a second that refreshed_at dropped
+        if found.successor is not None and self._store.now() - found.refreshed_at <= self._grace_s:
             return TokenResponse.model_validate_json(found.successor)
         raise _log_in_again("This access token was already refreshed; use the newer one.")
 
